@@ -1,0 +1,162 @@
+"""Configuration of a run: one dataclass, saved with every run and checkpoint.
+
+Names follow the papers: a model has ``levels`` levels of latents (``K = levels - 1``
+at the top, 0 at the leaves) and ``levels - 1`` levels of programs; ``taus[i]`` is
+the number of steps the programs of the i-th program level (top first) run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LIKELIHOODS = ("normal", "laplace", "continuous_bernoulli", "bernoulli")
+MODELS = ("rnp", "convvae")
+PART_LOSS_TARGETS = ("composite",)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a model."""
+
+
+@dataclass
+class RNPConfig:
+    # --- data ---
+    dataset: str = "fashion"
+    channels: int = 1
+    image_size: int = 28
+
+    # --- the tree ---
+    model: str = "rnp"  # "rnp" or the "convvae" baseline
+    z_dim: int = 16
+    taus: tuple[int, ...] = (4, 4)  # steps per program level, top first
+    scale_offset: float = 2.0  # child scale in [offset, offset + 2]: children are smaller
+    rotation_range: float = math.pi  # rotation angle = rotation_range * a_rot
+    shared_hypernetworks: bool = True  # one H_state/H_policy for every level (papers)
+    stochastic_levels: bool = False  # a sample site per level below the top
+    level_scale: float = 0.1  # scale of p(z^{k-1} | program) when stochastic
+
+    # --- networks generated per node ---
+    hyper_width: int = 64
+    hyper_state_layers: int = 4  # hidden layers of H_state (H_policy has one fewer)
+    hyper_policy_layers: int = 3
+    program_encoder: tuple[int, int] = (64, 32)  # [z; a] -> 64 -> 32
+    patch_hidden: int = 64  # z -> 64 -> C*H*W
+    patch_activation: str = "relu6"  # "relu6" (authors' code) or "sigmoid"
+
+    # --- the guide (ResNet encoder) ---
+    encoder_channels: int = 32
+    encoder_convs: int = 4  # 5x5 valid convolutions
+    encoder_blocks: int = 4  # ResNet BasicBlocks
+    encoder_dense: tuple[int, ...] = (64, 64, 64)
+
+    # --- likelihood and loss ---
+    likelihood: str = "normal"
+    # Normal/Laplace scale; None learns it. sqrt(0.1 / 2) makes -ELBO proportional to
+    # the papers' loss: sum of squared errors + 0.1 * KL.
+    obs_scale: float | None = math.sqrt(0.05)
+    kl_weight: float = 1.0  # weight of the latent sites' log-density ratio (annealing)
+    part_loss_weight: float = 0.0  # the papers' eq. 2, a factor on the top-level parts
+    part_loss_target: str = "composite"
+
+    # --- optimisation ---
+    lr: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 200
+    lr_decay: float = 0.67  # multiply lr by this ...
+    lr_decay_every: int = 50  # ... every this many epochs
+    grad_clip: float | None = None  # max gradient norm; None for none
+    weight_decay: float = 0.0
+
+    # --- free-form notes kept with the run ---
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.taus = tuple(int(t) for t in self.taus)
+        self.program_encoder = tuple(int(w) for w in self.program_encoder)
+        self.encoder_dense = tuple(int(w) for w in self.encoder_dense)
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def levels(self) -> int:
+        """Number of latent levels (z^K ... z^0)."""
+        return len(self.taus) + 1
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def nodes_per_level(self) -> tuple[int, ...]:
+        """Nodes per latent level, top first: (1, tau_K, tau_K * tau_{K-1}, ...)."""
+        counts = [1]
+        for tau in self.taus:
+            counts.append(counts[-1] * tau)
+        return tuple(counts)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        def need(ok, what):
+            if not ok:
+                raise ConfigError(what)
+
+        need(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
+        need(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        need(self.image_size >= 8, f"image_size must be at least 8, got {self.image_size}")
+        need(self.z_dim >= 1, f"z_dim must be positive, got {self.z_dim}")
+        need(len(self.taus) >= 1 and all(t >= 1 for t in self.taus),
+             f"taus needs at least one positive step count, got {self.taus}")
+        need(self.scale_offset > 0, f"scale_offset must be positive, got {self.scale_offset}")
+        need(self.likelihood in LIKELIHOODS,
+             f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        need(self.obs_scale is None or self.obs_scale > 0,
+             f"obs_scale must be positive or None (learned), got {self.obs_scale}")
+        need(self.patch_activation in ("relu6", "sigmoid"),
+             f"patch_activation must be 'relu6' or 'sigmoid', got {self.patch_activation!r}")
+        need(self.part_loss_target in PART_LOSS_TARGETS,
+             f"part_loss_target must be one of {PART_LOSS_TARGETS}")
+        need(self.kl_weight >= 0 and self.part_loss_weight >= 0, "loss weights must be >= 0")
+        need(self.encoder_convs >= 0 and self.image_size - 4 * self.encoder_convs >= 1,
+             f"{self.encoder_convs} valid 5x5 convolutions do not fit a {self.image_size}px image")
+        need(self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0, "lr, batch_size, epochs")
+
+    # ------------------------------------------------------------------ io
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RNPConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config fields {unknown}; known are {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RNPConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from err
+        return cls.from_dict(data)
+
+    def replace(self, **changes) -> "RNPConfig":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def site_name(level: int) -> str:
+    """Name of the Pyro sample site of latent level ``level`` (K at the top, 0 at leaves)."""
+    return f"z{level}"
+
+
+def top_site(cfg: RNPConfig) -> str:
+    """Name of the top latent site z^K, the one every guide must provide."""
+    return site_name(cfg.levels - 1)

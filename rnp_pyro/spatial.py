@@ -1,0 +1,73 @@
+"""Actions as affine maps: placing a child canvas in its parent's frame, and back.
+
+An action ``a`` in [-1, 1]^6 is read as (scale_x, scale_y, rotation, shear, tx, ty):
+
+    s = a[scale] + 1 + scale_offset            per axis, in [offset, offset + 2]
+    A = R(rotation_range * a[rot]) @ Shear(a[shear]) @ diag(s),   b = s * a[trans]
+
+``A p + b`` maps a point p of the parent's frame (coordinates in [-1, 1]) to the
+child's frame. The grid is scaled *up* by s >= offset, so a child appears 1/s the
+size of its parent: the scale offset is what makes parts smaller than their parent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+ACTION_DIM = 6
+
+
+def affine_matrices(action: torch.Tensor, scale_offset: float = 2.0,
+                    rotation_range: float = math.pi) -> torch.Tensor:
+    """(*, 6) actions -> (*, 2, 3) matrices [A | b] from parent to child coordinates."""
+    if action.shape[-1] != ACTION_DIM:
+        raise ValueError(f"actions need a last dimension of {ACTION_DIM}, got {tuple(action.shape)}")
+    scale = action[..., 0:2] + 1.0 + scale_offset
+    angle = rotation_range * action[..., 2]
+    shear = action[..., 3]
+    shift = scale * action[..., 4:6]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx, sy = scale[..., 0], scale[..., 1]
+    # R @ [[1, shear], [0, 1]] @ diag(sx, sy)
+    a00 = cos * sx
+    a01 = (cos * shear - sin) * sy
+    a10 = sin * sx
+    a11 = (sin * shear + cos) * sy
+    rows = [torch.stack([a00, a01, shift[..., 0]], -1), torch.stack([a10, a11, shift[..., 1]], -1)]
+    return torch.stack(rows, -2)
+
+
+def invert(theta: torch.Tensor) -> torch.Tensor:
+    """Inverse of (*, 2, 3) affine maps."""
+    linear, shift = theta[..., :2], theta[..., 2:]
+    inverse = torch.linalg.inv(linear)
+    return torch.cat([inverse, -inverse @ shift], -1)
+
+
+def warp(image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling of ``image`` (*, C, H, W) at ``theta`` applied to the output grid."""
+    lead = image.shape[:-3]
+    flat = image.reshape(-1, *image.shape[-3:])
+    theta = theta.expand(*lead, 2, 3).reshape(-1, 2, 3)
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=True)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+def place(child_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,
+          rotation_range: float = math.pi) -> torch.Tensor:
+    """A child's canvas (*, C, H, W) drawn in its parent's frame under ``action`` (*, 6)."""
+    return warp(child_canvas, affine_matrices(action, scale_offset, rotation_range))
+
+
+def crop(parent_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,
+         rotation_range: float = math.pi) -> torch.Tensor:
+    """The region of a parent canvas that ``action`` places a child in, zoomed to full size.
+
+    The inverse of :func:`place` (up to resampling and what falls outside the frame):
+    the target of the papers' part-level loss.
+    """
+    return warp(parent_canvas, invert(affine_matrices(action, scale_offset, rotation_range)))
