@@ -1,0 +1,158 @@
+"""The RNP generative model as a Pyro program.
+
+``RNP(cfg)(x)`` is the Pyro model: z^K ~ N(0, I) per image, the tree of programs it
+generates, and the observation ``x`` given the root canvas. The tree is grown
+level-synchronously: all nodes of a level run as one batch with their own generated
+weights, so the sequential work is sum(taus) steps, not their product. Depth d of
+the tree (0 = root) holds latent level K - d; program depth d runs ``taus[d]`` steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import pyro
+import pyro.distributions as dist
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from . import program, spatial
+from .config import RNPConfig, site_name, top_site
+from .hyper import DECODER_HEADS, HyperNetwork, policy_layout, state_layout
+from .likelihood import Likelihood
+from .tree import Level, Tree
+
+
+class RNP(PyroModule):
+    """Recursive Neural Program: hypernetworks H_state and H_policy, shared by all levels."""
+
+    def __init__(self, cfg: RNPConfig):
+        super().__init__()
+        if cfg.model != "rnp":
+            raise ValueError(f"RNP needs cfg.model == 'rnp', got {cfg.model!r}")
+        self.cfg = cfg
+        copies = 1 if cfg.shared_hypernetworks else len(cfg.taus)
+        self.hyper_state = nn.ModuleList(
+            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_state_layers, state_layout(cfg))
+            for _ in range(copies))
+        self.hyper_policy = nn.ModuleList(
+            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_policy_layers, policy_layout(cfg))
+            for _ in range(copies))
+        self.likelihood = Likelihood(cfg)
+
+    # ------------------------------------------------------------------ networks
+    def programs(self, z: torch.Tensor, depth: int, leaves_next: bool = True):
+        """Generated (state, policy) weights of nodes at ``depth`` with latents z (N, |z|)."""
+        i = 0 if self.cfg.shared_hypernetworks else depth
+        skip = () if leaves_next else DECODER_HEADS
+        return self.hyper_state[i](z, skip=skip), self.hyper_policy[i](z)
+
+    def grow(self, z: torch.Tensor, stochastic: bool | None = None):
+        """Run the programs top-down from z^K (*B, |z|).
+
+        Returns per depth the latents (N, n, |z|) and actions (N, n, 6) with the
+        batch flattened to N, and the leaf patches (N, n_leaves, C, H, W). Under
+        ``stochastic`` each level below the top is sampled (site ``z{k}``) around
+        the latents its parents' programs emit.
+        """
+        cfg = self.cfg
+        stochastic = cfg.stochastic_levels if stochastic is None else stochastic
+        lead = z.shape[:-1]
+        flat = z.reshape(-1, 1, cfg.z_dim)
+        n_batch = flat.shape[0]
+        latents = [flat]
+        actions = [flat.new_zeros(n_batch, 1, spatial.ACTION_DIM)]
+        patches = None
+        for depth, tau in enumerate(cfg.taus):
+            parents = latents[-1].reshape(-1, cfg.z_dim)
+            last = depth == len(cfg.taus) - 1
+            state, policy = self.programs(parents, depth, leaves_next=last)
+            children, moves = program.run(state, policy, tau)  # (N*n, tau, .)
+            if stochastic:
+                children = self._sample_level(children, lead, depth + 1)
+            if last:
+                pixels = program.decode_patches(state, children, cfg.patch_activation)
+                patches = pixels.reshape(n_batch, -1, *cfg.image_shape)
+            latents.append(children.reshape(n_batch, -1, cfg.z_dim))
+            actions.append(moves.reshape(n_batch, -1, spatial.ACTION_DIM))
+        return latents, actions, patches
+
+    def _sample_level(self, means: torch.Tensor, lead: torch.Size, depth: int) -> torch.Tensor:
+        """Sample one whole tree level, site z{K - depth}, event (nodes, |z|)."""
+        shaped = means.reshape(*lead, -1, self.cfg.z_dim)
+        node = dist.Normal(shaped, self.cfg.level_scale).to_event(2)
+        sample = pyro.sample(site_name(len(self.cfg.taus) - depth), node)
+        return sample.reshape(means.shape)
+
+    def render(self, latents, actions, patches, lead: torch.Size) -> Tree:
+        """Place and sum canvases bottom-up; the leaves' canvases are their patches."""
+        cfg = self.cfg
+        canvases = [None] * len(latents)
+        placed = [None] * len(latents)
+        canvases[-1] = patches
+        for depth in range(len(latents) - 1, -1, -1):
+            if depth < len(latents) - 1:
+                children = placed[depth + 1]
+                tau = cfg.taus[depth]
+                canvases[depth] = children.reshape(
+                    children.shape[0], -1, tau, *cfg.image_shape).sum(2)
+            if depth == 0:
+                placed[depth] = canvases[depth]
+            else:
+                placed[depth] = spatial.place(canvases[depth], actions[depth],
+                                              cfg.scale_offset, cfg.rotation_range)
+
+        def shaped(t):
+            return t.reshape(*lead, *t.shape[1:])
+
+        levels = [Level(shaped(z), shaped(a), shaped(c), shaped(p))
+                  for z, a, c, p in zip(latents, actions, canvases, placed)]
+        return Tree(levels, cfg.taus)
+
+    # ------------------------------------------------------------------ public
+    def decode(self, z: torch.Tensor, stochastic: bool | None = None) -> Tree:
+        """The parse tree of top latents z (*B, |z|).
+
+        With stochastic per-level latents the lower levels are sampled unless
+        ``stochastic=False``, which decodes their means.
+        """
+        latents, actions, patches = self.grow(z, stochastic)
+        return self.render(latents, actions, patches, z.shape[:-1])
+
+    def sample_lower_levels(self, z: torch.Tensor) -> None:
+        """Sample the per-level sites given z^K from the model's own conditional prior.
+
+        Guides that only infer z^K call this to complete the latent set.
+        """
+        self.grow(z, stochastic=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The Pyro model of a batch of images x (B, C, H, W); returns the root canvas."""
+        cfg = self.cfg
+        prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
+        with pyro.plate("data", x.shape[-4], dim=-1):
+            with poutine.scale(scale=cfg.kl_weight):
+                z = pyro.sample(top_site(cfg), prior)
+                tree = self.decode(z)
+            pyro.sample("x", self.likelihood(tree.canvas), obs=x)
+            if cfg.part_loss_weight > 0:
+                pyro.factor("parts", -cfg.part_loss_weight * part_loss(tree, x, cfg))
+        return tree.canvas
+
+    def sample(self, n: int, device: torch.device | str | None = None) -> Tree:
+        """Parse trees of n images drawn from the prior z^K ~ N(0, I)."""
+        device = device or next(self.parameters()).device
+        return self.decode(torch.randn(n, self.cfg.z_dim, device=device))
+
+
+def part_loss(tree: Tree, x: torch.Tensor, cfg: RNPConfig) -> torch.Tensor:
+    """The papers' eq. 2: each top-level part's composite against the crop of x it covers.
+
+    (1 / tau) * sum_t || canvas of part t - crop(x, a_t) ||^2, per image (*B,).
+    The crop is a target, so it carries no gradient.
+    """
+    parts = tree.levels[1]
+    target = x.unsqueeze(-4).expand(*parts.canvases.shape)
+    with torch.no_grad():
+        crops = spatial.crop(target, parts.actions, cfg.scale_offset, cfg.rotation_range)
+    return (parts.canvases - crops).pow(2).sum((-1, -2, -3)).mean(-1)

@@ -1,0 +1,170 @@
+"""Behaviour of the RNP model: shapes, the reference equivalence, Pyro integration."""
+
+import math
+
+import pytest
+import torch
+import pyro
+import pyro.poutine as poutine
+from pyro.poutine.util import site_is_subsample
+from pyro.infer import Predictive, Trace_ELBO
+
+from rnp_pyro import presets, spatial
+from rnp_pyro.config import site_name, top_site
+from rnp_pyro.model import RNP, part_loss
+from rnp_pyro.reference import depth_first_canvas
+
+
+def small(**overrides):
+    base = dict(z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
+                patch_hidden=12, image_size=12, encoder_convs=1, encoder_blocks=1,
+                encoder_dense=(16,))
+    return presets.get("strokes", **{**base, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("taus", [(3,), (3, 2), (2, 2, 2), (2, 2, 2, 2)])
+def test_decode_equals_depth_first_reference(taus):
+    cfg = small(taus=taus, z_dim=5, channels=3)
+    model = RNP(cfg).double()
+    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    tree = model.decode(z)
+    reference = depth_first_canvas(model, z)
+    assert tree.canvas.abs().sum() > 0
+    torch.testing.assert_close(tree.canvas, reference, rtol=1e-9, atol=1e-9)
+
+
+def test_tree_shapes_and_structure():
+    cfg = small(taus=(3, 2), channels=3)
+    tree = RNP(cfg).decode(torch.randn(5, cfg.z_dim))
+    assert tree.canvas.shape == (5, 3, 12, 12)
+    assert [lvl.size for lvl in tree.levels] == [1, 3, 6]
+    for level in tree.levels:
+        n = level.size
+        assert level.latents.shape == (5, n, cfg.z_dim)
+        assert level.actions.shape == (5, n, 6)
+        assert level.canvases.shape == (5, n, 3, 12, 12)
+        assert level.placed.shape == (5, n, 3, 12, 12)
+    assert tree.levels[1].actions.abs().max() <= 1
+    # each internal canvas is the sum of its children placed in its frame
+    for depth in range(2):
+        torch.testing.assert_close(tree.children_placed(depth).sum(-4),
+                                   tree.levels[depth].canvases)
+    torch.testing.assert_close(tree.leaves.placed[:, 4],
+                               spatial.place(tree.leaves.canvases[:, 4], tree.leaves.actions[:, 4],
+                                             cfg.scale_offset))
+
+
+def test_decode_broadcasts_over_leading_dims():
+    cfg = small()
+    model = RNP(cfg)
+    z = torch.randn(2, 3, cfg.z_dim)
+    tree = model.decode(z)
+    assert tree.canvas.shape == (2, 3, 1, 12, 12)
+    torch.testing.assert_close(tree.canvas[1], model.decode(z[1]).canvas)
+
+
+def test_model_trace_sites_and_shapes():
+    cfg = small()
+    x = torch.rand(4, 1, 12, 12)
+    trace = poutine.trace(RNP(cfg)).get_trace(x)
+    trace.compute_log_prob()
+    assert trace.nodes[top_site(cfg)]["fn"].event_shape == (cfg.z_dim,)
+    assert trace.nodes[top_site(cfg)]["log_prob"].shape == (4,)
+    obs = trace.nodes["x"]
+    assert obs["is_observed"] and obs["fn"].event_shape == (1, 12, 12)
+    assert obs["log_prob"].shape == (4,)
+    latent = [n for n, s in trace.nodes.items() if s["type"] == "sample"
+              and not s["is_observed"] and not site_is_subsample(s)]
+    assert latent == [top_site(cfg)]
+
+
+def test_stochastic_levels_one_site_per_level():
+    cfg = small(stochastic_levels=True, taus=(3, 2))
+    x = torch.rand(4, 1, 12, 12)
+    model = RNP(cfg)
+    trace = poutine.trace(model).get_trace(x)
+    assert [site_name(k) for k in (2, 1, 0)] == ["z2", "z1", "z0"]
+    assert trace.nodes["z1"]["fn"].event_shape == (3, cfg.z_dim)
+    assert trace.nodes["z0"]["fn"].event_shape == (6, cfg.z_dim)
+    assert trace.nodes["z0"]["value"].shape == (4, 6, cfg.z_dim)
+    # conditioning the level sites on their means gives the deterministic tree
+    z = trace.nodes["z2"]["value"]
+    latents, _, _ = model.grow(z, stochastic=False)
+    means = {"z2": z, "z1": latents[1], "z0": latents[2]}
+    conditioned = poutine.trace(poutine.condition(model, means)).get_trace(x)
+    torch.testing.assert_close(conditioned.nodes["_RETURN"]["value"],
+                               model.decode(z, stochastic=False).canvas)
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "laplace", "continuous_bernoulli", "bernoulli"])
+def test_vectorized_particles_elbo(likelihood):
+    from rnp_pyro.guides import EncoderGuide
+    cfg = small(likelihood=likelihood, obs_scale=None if likelihood == "laplace" else 0.2,
+                part_loss_weight=0.5)
+    model, guide = RNP(cfg), EncoderGuide(cfg)
+    x = torch.rand(3, 1, 12, 12)
+    elbo = Trace_ELBO(num_particles=5, vectorize_particles=True, max_plate_nesting=1)
+    loss = elbo.differentiable_loss(model, guide, x)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in model.hyper_state.parameters())
+
+
+def test_predictive_parallel():
+    from rnp_pyro.guides import EncoderGuide
+    cfg = small()
+    model, guide = RNP(cfg), EncoderGuide(cfg)
+    x = torch.rand(3, 1, 12, 12)
+    predictive = Predictive(model, guide=guide, num_samples=4, parallel=True,
+                            return_sites=["x", top_site(cfg)])
+    samples = predictive(x)
+    assert samples[top_site(cfg)].shape == (4, 3, cfg.z_dim)
+    assert samples["x"].shape == (4, 3, 1, 12, 12)
+
+
+def test_normal_elbo_matches_papers_loss():
+    """-ELBO with obs scale sqrt(beta/2) equals (SSE + beta * KL) / beta + const."""
+    cfg = small(obs_scale=math.sqrt(0.05))
+    model = RNP(cfg)
+    x = torch.rand(2, 1, 12, 12)
+    z = torch.randn(2, cfg.z_dim)
+    trace = poutine.trace(poutine.condition(model, {top_site(cfg): z})).get_trace(x)
+    trace.compute_log_prob()
+    canvas = model.decode(z).canvas
+    sse = (canvas - x).pow(2).sum((-1, -2, -3))
+    pixels = x[0].numel()
+    const = pixels * 0.5 * math.log(2 * math.pi * 0.05)
+    torch.testing.assert_close(-trace.nodes["x"]["log_prob"], sse / 0.1 + const)
+
+
+def test_part_loss_is_zero_for_a_perfect_part_and_has_no_target_gradient():
+    cfg = small(taus=(2, 2))
+    model = RNP(cfg)
+    z = torch.randn(2, cfg.z_dim)
+    tree = model.decode(z)
+    x = torch.rand(2, 1, 12, 12, requires_grad=True)
+    loss = part_loss(tree, x, cfg)
+    assert loss.shape == (2,) and (loss > 0).all()
+    loss.sum().backward()
+    assert x.grad is None
+
+
+def test_sample_from_prior():
+    cfg = small()
+    tree = RNP(cfg).sample(7)
+    assert tree.canvas.shape == (7, 1, 12, 12)
+    assert torch.isfinite(tree.canvas).all()
+
+
+def test_per_level_hypernetworks_option():
+    cfg = small(shared_hypernetworks=False)
+    model = RNP(cfg)
+    assert len(model.hyper_state) == len(cfg.taus)
+    z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
+    torch.testing.assert_close(model.double().decode(z).canvas, depth_first_canvas(model, z))
