@@ -46,6 +46,13 @@ class RNPConfig:
     program_encoder: tuple[int, int] = (64, 32)  # [z; a] -> 64 -> 32
     patch_hidden: int = 64  # z -> 64 -> C*H*W
     patch_activation: str = "relu6"  # "relu6" (authors' code) or "sigmoid"
+    # Generate each node's patch-decoder output matrix (True), or apply it as one
+    # dense product over (hidden x hypernetwork state) without generating it (False,
+    # faster: see benchmarks/RESULTS.md).
+    materialize_weights: bool = False
+    # Run that dense product in bfloat16 with float32 accumulation (only when not
+    # materialising); several times faster on CPUs and GPUs with bf16 units.
+    bf16_decoder: bool = True
 
     # --- the guide (ResNet encoder) ---
     encoder_channels: int = 32

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import RNPConfig
@@ -18,16 +19,20 @@ from .spatial import ACTION_DIM
 
 
 def state_layout(cfg: RNPConfig) -> dict[str, tuple[int, ...]]:
-    """What H_state generates per node: encoder, Elman RNN, patch decoder, z_0."""
+    """What H_state generates per node: encoder, Elman RNN, z_0, patch decoder.
+
+    The patch decoder comes last, its large output matrix at the very end, so that
+    levels that need less generate only a prefix (see :meth:`HyperNetwork.forward`).
+    """
     z, (e1, e2), p = cfg.z_dim, cfg.program_encoder, cfg.patch_hidden
     pixels = cfg.channels * cfg.image_size * cfg.image_size
     return {
         "enc_w1": (e1, z + ACTION_DIM), "enc_b1": (e1,),
         "enc_w2": (e2, e1), "enc_b2": (e2,),
         "rnn_wh": (z, z), "rnn_wx": (z, e2), "rnn_b": (z,), "h0": (z,),
-        "dec_w1": (p, z), "dec_b1": (p,),
-        "dec_w2": (pixels, p), "dec_b2": (pixels,),
         "start": (z,),  # z_0, the first input
+        "dec_w1": (p, z), "dec_b1": (p,), "dec_b2": (pixels,),
+        "dec_w2": (pixels, p),
     }
 
 
@@ -43,11 +48,11 @@ def policy_layout(cfg: RNPConfig) -> dict[str, tuple[int, ...]]:
     }
 
 
-DECODER_HEADS = ("dec_w1", "dec_b1", "dec_w2", "dec_b2")
-
-
 class HyperNetwork(nn.Module):
-    """LayerNorm(z) -> [Linear -> LayerNorm -> ELU] x layers -> bias-free heads."""
+    """LayerNorm(z) -> [Linear -> LayerNorm -> ELU] x layers -> one bias-free output.
+
+    The output is sliced into the named tensors of ``layout``, as in the authors' code.
+    """
 
     def __init__(self, z_dim: int, width: int, layers: int, layout: dict[str, tuple[int, ...]]):
         super().__init__()
@@ -56,20 +61,47 @@ class HyperNetwork(nn.Module):
             trunk += [nn.Linear(z_dim if i == 0 else width, width), nn.LayerNorm(width), nn.ELU()]
         self.trunk = nn.Sequential(*trunk)
         self.layout = dict(layout)
-        self.heads = nn.ModuleDict({
-            name: nn.Linear(width, math.prod(shape), bias=False) for name, shape in layout.items()
-        })
-        for name, head in self.heads.items():
-            shape = layout[name]
-            # Generated weights start at the usual 1/sqrt(fan_in) scale, biases near zero,
-            # assuming the trunk's output has unit scale (it ends in LayerNorm + ELU).
-            gain = 1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1
-            nn.init.normal_(head.weight, std=gain / math.sqrt(width))
+        self.slices: dict[str, slice] = {}
+        offset = 0
+        for name, shape in layout.items():
+            self.slices[name] = slice(offset, offset + math.prod(shape))
+            offset += math.prod(shape)
+        self.out = nn.Linear(width, offset, bias=False)
+        with torch.no_grad():
+            for name, shape in layout.items():
+                # Generated weights start at the usual 1/sqrt(fan_in) scale and biases
+                # near zero, given the trunk's unit-scale output (LayerNorm + ELU).
+                gain = 1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1
+                self.out.weight[self.slices[name]].normal_(std=gain / math.sqrt(width))
 
-    def forward(self, z: torch.Tensor, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-        """z (N, |z|) -> {name: (N, *shape)}, leaving out the heads named in ``skip``."""
+    def forward(self, z: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        """z (N, |z|) -> {name: (N, *shape)} for the layout's names before ``upto``.
+
+        The trunk's output is returned too, as ``"context"``, for :meth:`apply`.
+        """
         hidden = self.trunk(z)
-        return {
-            name: head(hidden).view(*z.shape[:-1], *self.layout[name])
-            for name, head in self.heads.items() if name not in skip
+        end = self.slices[upto].start if upto else self.out.out_features
+        flat = F.linear(hidden, self.out.weight[:end])
+        weights = {
+            name: flat[..., part].view(*z.shape[:-1], *self.layout[name])
+            for name, part in self.slices.items() if part.stop <= end
         }
+        weights["context"] = hidden
+        return weights
+
+    def apply(self, name: str, context: torch.Tensor, x: torch.Tensor,
+              dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Generated matrix ``name`` times x, without generating the matrix.
+
+        The generated W_n = reshape(U g_n) is linear in the trunk output g_n, so
+        W_n x = U (x kron g_n): one dense product with the output weights instead of
+        a large matrix per node. context (N, width), x (N, T, in) -> (N, T, out).
+        ``dtype`` (e.g. bfloat16) runs that product in lower precision; it
+        accumulates in float32 and returns x's dtype.
+        """
+        rows, cols = self.layout[name]
+        pairs = (x.unsqueeze(-1) * context.unsqueeze(-2).unsqueeze(-2)).flatten(-2)
+        weight = self.out.weight[self.slices[name]].view(rows, cols * context.shape[-1])
+        if dtype is not None and dtype != x.dtype:
+            return (pairs.to(dtype) @ weight.to(dtype).t()).to(x.dtype)
+        return pairs @ weight.t()

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import program, spatial
 from .config import RNPConfig, site_name, top_site
-from .hyper import DECODER_HEADS, HyperNetwork, policy_layout, state_layout
+from .hyper import HyperNetwork, policy_layout, state_layout
 from .likelihood import Likelihood
 from .tree import Level, Tree
 
@@ -44,8 +44,18 @@ class RNP(PyroModule):
     def programs(self, z: torch.Tensor, depth: int, leaves_next: bool = True):
         """Generated (state, policy) weights of nodes at ``depth`` with latents z (N, |z|)."""
         i = 0 if self.cfg.shared_hypernetworks else depth
-        skip = () if leaves_next else DECODER_HEADS
-        return self.hyper_state[i](z, skip=skip), self.hyper_policy[i](z)
+        if not leaves_next:
+            upto = "dec_w1"  # no patch decoder
+        else:
+            upto = None if self.cfg.materialize_weights else "dec_w2"
+        return self.hyper_state[i](z, upto=upto), self.hyper_policy[i](z)
+
+    def patches(self, state: dict, latents: torch.Tensor, depth: int) -> torch.Tensor:
+        """Leaf patches (N, T, C, H, W) of latents (N, T, |z|) from the programs at ``depth``."""
+        hyper = self.hyper_state[0 if self.cfg.shared_hypernetworks else depth]
+        dtype = torch.bfloat16 if self.cfg.bf16_decoder else None
+        pixels = program.decode_patches(state, latents, self.cfg.patch_activation, hyper, dtype)
+        return pixels.reshape(*latents.shape[:2], *self.cfg.image_shape)
 
     def grow(self, z: torch.Tensor, stochastic: bool | None = None):
         """Run the programs top-down from z^K (*B, |z|).
@@ -71,8 +81,8 @@ class RNP(PyroModule):
             if stochastic:
                 children = self._sample_level(children, lead, depth + 1)
             if last:
-                pixels = program.decode_patches(state, children, cfg.patch_activation)
-                patches = pixels.reshape(n_batch, -1, *cfg.image_shape)
+                patches = self.patches(state, children, depth).reshape(
+                    n_batch, -1, *cfg.image_shape)
             latents.append(children.reshape(n_batch, -1, cfg.z_dim))
             actions.append(moves.reshape(n_batch, -1, spatial.ACTION_DIM))
         return latents, actions, patches

@@ -54,8 +54,17 @@ def run(state: dict, policy: dict, tau: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(latents, 1), torch.stack(actions, 1)
 
 
-def decode_patches(state: dict, latents: torch.Tensor, activation: str) -> torch.Tensor:
-    """Leaf patches (N, T, pixels) of T latents per node (N, T, |z|), all in two products."""
+def decode_patches(state: dict, latents: torch.Tensor, activation: str,
+                   hyper=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Leaf patches (N, T, pixels) of T latents per node (N, T, |z|), all in two products.
+
+    Without a generated ``dec_w2`` in ``state``, the output layer is applied through
+    ``hyper.apply`` (the hypernetwork that made ``state``), never materialised,
+    in ``dtype`` if given.
+    """
     hidden = F.elu(linear(latents, state["dec_w1"], state["dec_b1"]))
-    out = linear(hidden, state["dec_w2"], state["dec_b2"])
+    if "dec_w2" in state:
+        out = linear(hidden, state["dec_w2"], state["dec_b2"])
+    else:
+        out = hyper.apply("dec_w2", state["context"], hidden, dtype) + state["dec_b2"].unsqueeze(1)
     return F.relu6(out) if activation == "relu6" else torch.sigmoid(out)

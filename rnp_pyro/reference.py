@@ -29,8 +29,7 @@ def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
     for _ in range(cfg.taus[depth]):
         child, action, h_state, h_policy = program.step(state, policy, child, action, h_state, h_policy)
         if last:
-            pixels = program.decode_patches(state, child.unsqueeze(1), cfg.patch_activation)
-            drawn = pixels.reshape(-1, *cfg.image_shape)
+            drawn = model.patches(state, child.unsqueeze(1), depth)[:, 0]
         else:
             drawn = _node(model, child, depth + 1)
         canvas = canvas + spatial.place(drawn, action, cfg.scale_offset, cfg.rotation_range)

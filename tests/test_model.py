@@ -18,7 +18,7 @@ from rnp_pyro.reference import depth_first_canvas
 def small(**overrides):
     base = dict(z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
                 patch_hidden=12, image_size=12, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,))
+                encoder_dense=(16,), bf16_decoder=False)
     return presets.get("strokes", **{**base, **overrides})
 
 
@@ -160,6 +160,27 @@ def test_sample_from_prior():
     tree = RNP(cfg).sample(7)
     assert tree.canvas.shape == (7, 1, 12, 12)
     assert torch.isfinite(tree.canvas).all()
+
+
+def test_unmaterialized_decoder_is_the_same_function():
+    cfg = small()
+    model = RNP(cfg).double()
+    lazy = RNP(cfg.replace(materialize_weights=False)).double()
+    lazy.load_state_dict(model.state_dict())
+    z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
+    torch.testing.assert_close(lazy.decode(z).canvas, model.decode(z).canvas)
+    torch.testing.assert_close(lazy.decode(z).canvas, depth_first_canvas(lazy, z))
+
+
+def test_bf16_decoder_stays_close_to_float32():
+    cfg = small()
+    model = RNP(cfg)
+    fast = RNP(cfg.replace(bf16_decoder=True))
+    fast.load_state_dict(model.state_dict())
+    z = torch.randn(8, cfg.z_dim)
+    exact, approx = model.decode(z).canvas, fast.decode(z).canvas
+    assert not torch.equal(exact, approx)
+    torch.testing.assert_close(approx, exact, rtol=0.02, atol=0.02 * exact.abs().max().item())
 
 
 def test_per_level_hypernetworks_option():

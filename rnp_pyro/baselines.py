@@ -1,0 +1,104 @@
+"""The papers' comparison model: a convolutional VAE decoder with the RNP's interface.
+
+``ConvVAE`` has the same sample sites, ``decode``/``sample`` methods and likelihood as
+the RNP model, so every guide, training loop and figure works with either.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn as nn
+from pyro import poutine
+from pyro.nn import PyroModule
+
+from .config import ConfigError, RNPConfig, top_site
+from .likelihood import Likelihood
+from .spatial import ACTION_DIM
+from .tree import Level, Tree
+
+__all__ = ["ConvVAE"]
+
+DEFAULT_WIDTH = 64
+
+
+def _decoder(cfg: RNPConfig, width: int) -> nn.Sequential:
+    """z -> 4w -> w x (S/4) x (S/4) -> two x2 transposed convs -> C x S x S in (0, 1)."""
+    side = cfg.image_size // 4
+    half = max(width // 2, 1)
+    return nn.Sequential(
+        nn.Linear(cfg.z_dim, 4 * width), nn.ReLU(),
+        nn.Linear(4 * width, width * side * side), nn.ReLU(),
+        nn.Unflatten(-1, (width, side, side)),
+        nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(width, half, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(half, cfg.channels, 3, padding=1), nn.Sigmoid(),
+    )
+
+
+def _parameter_count(cfg: RNPConfig, width: int) -> int:
+    with torch.device("meta"):  # count without allocating
+        return sum(p.numel() for p in _decoder(cfg, width).parameters())
+
+
+def _width_for(cfg: RNPConfig, target_params: int) -> int:
+    """The width whose decoder has the parameter count nearest to ``target_params``."""
+    low, high = 1, 1
+    while _parameter_count(cfg, high) < target_params:
+        low, high = high, 2 * high
+    while high - low > 1:  # the count grows with the width: bisect
+        middle = (low + high) // 2
+        low, high = (middle, high) if _parameter_count(cfg, middle) < target_params else (low, middle)
+    return min((low, high), key=lambda w: abs(_parameter_count(cfg, w) - target_params))
+
+
+class ConvVAE(PyroModule):
+    """A convolutional VAE decoder with the RNP's latent size and sample sites.
+
+    ``target_params`` picks the width so that the decoder has about that many
+    parameters (to compare with an RNP of the same size); None uses width 64
+    (about 0.9 M parameters for 28 x 28 images).
+    """
+
+    def __init__(self, cfg: RNPConfig, target_params: int | None = None):
+        super().__init__()
+        if cfg.image_size % 4:
+            raise ConfigError(f"the convvae baseline upsamples twice by 2: image_size must be "
+                              f"divisible by 4, got {cfg.image_size}")
+        if cfg.stochastic_levels:
+            raise ConfigError("the convvae baseline has a single latent level: "
+                              "set stochastic_levels=False")
+        if target_params is not None and target_params < 1:
+            raise ConfigError(f"target_params must be positive or None, got {target_params}")
+        self.cfg = cfg
+        self.width = DEFAULT_WIDTH if target_params is None else _width_for(cfg, target_params)
+        self.decoder = _decoder(cfg, self.width)
+        self.likelihood = Likelihood(cfg)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
+        cfg = self.cfg
+        if x.dim() < 4 or tuple(x.shape[-3:]) != cfg.image_shape:
+            raise ValueError(f"the model needs images of shape (*B, {', '.join(map(str, cfg.image_shape))}), "
+                             f"got {tuple(x.shape)}")
+        prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
+        with pyro.plate("data", x.shape[-4], dim=-1):
+            with poutine.scale(scale=cfg.kl_weight):
+                z = pyro.sample(top_site(cfg), prior)
+            canvas = self.decode(z).canvas
+            pyro.sample("x", self.likelihood(canvas), obs=x)
+
+    def decode(self, z: torch.Tensor) -> Tree:
+        """(*B, |z|) latents -> a one-level tree whose root canvas is the decoded image."""
+        batch = z.shape[:-1]
+        canvas = self.decoder(z.reshape(-1, z.shape[-1])).reshape(*batch, *self.cfg.image_shape)
+        root = Level(latents=z[..., None, :],
+                     actions=z.new_zeros(*batch, 1, ACTION_DIM),
+                     canvases=canvas[..., None, :, :, :],
+                     placed=canvas[..., None, :, :, :])
+        return Tree(levels=[root], taus=())
+
+    def sample(self, n: int) -> Tree:
+        """Decode ``n`` draws of z ~ N(0, I)."""
+        weight = self.decoder[0].weight
+        return self.decode(torch.randn(n, self.cfg.z_dim, device=weight.device, dtype=weight.dtype))

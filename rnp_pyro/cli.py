@@ -1,0 +1,112 @@
+"""The ``rnp-pyro`` command: train and evaluate from the shell.
+
+Thin by design: it parses options, calls the library and prints. Expected
+failures (bad data, bad settings, bad checkpoints) print one ``Error:`` line.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from . import presets
+from .config import ConfigError
+from .data import DataError
+from .evaluate import EVALUATION_FILE, evaluate_run
+from .run import CHECKPOINT_FILE, CheckpointError
+from .train import fit as fit_run
+
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+def _friendly_errors(command):
+    """Expected errors become click's one-line ``Error: ...`` (exit 1), without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            raise click.ClickException(" ".join(str(err).split())) from err
+
+    return wrapper
+
+
+@click.group(name="rnp-pyro", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnp-pyro")
+def main():
+    """Recursive Neural Programs as Pyro models, trained with SVI."""
+
+
+@main.command()
+@click.option("--dataset", required=True,
+              help="fashion, mnist, omniglot, strokes or folder:PATH")
+@click.option("--preset", help=f"named settings ({', '.join(presets.names())}); "
+                               "default: the dataset's own")
+@click.option("--model", type=click.Choice(["rnp", "convvae"]),
+              help="the RNP, or the ConvVAE baseline with as many parameters")
+@click.option("--epochs", type=click.IntRange(min=0),
+              help="epochs in all, resumed parts included [default: the preset's]")
+@click.option("--max-steps", type=click.IntRange(min=1), help="stop after this many steps in all")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate")
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True),
+              help="largest gradient norm")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline]")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where datasets are found or downloaded")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+@_friendly_errors
+def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, seed, device, out,
+        resume, data_dir, no_progress):
+    """Train a model on a dataset; a stopped run continues with --resume."""
+    overrides = {name: value for name, value in
+                 dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip).items()
+                 if value is not None}
+    if preset is None:
+        cfg = presets.for_dataset(dataset, **overrides)
+    else:
+        cfg = presets.get(preset, dataset=dataset, **overrides)
+    out = out or _default_out(dataset, cfg.model)
+    try:
+        run = fit_run(cfg, out, epochs=epochs, max_steps=max_steps, device=device, seed=seed,
+                      resume=resume, data_dir=data_dir, progress=not no_progress)
+    except KeyboardInterrupt:
+        checkpoint = out / CHECKPOINT_FILE
+        if checkpoint.exists():
+            click.echo(f"Interrupted. The last checkpoint is {checkpoint}; run the same command "
+                       f"with --resume to continue.", err=True)
+        else:
+            click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
+        raise SystemExit(130)
+    click.echo(f"run: {run.path} (epoch {run.epoch}, step {run.step})")
+    _print_metrics(run.metrics)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where datasets are found or downloaded")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@_friendly_errors
+def evaluate(run_dir, data_dir, device):
+    """Test metrics of a trained run; also written to RUN_DIR/evaluation.json."""
+    metrics = evaluate_run(run_dir, data_dir=data_dir, device=device)
+    _print_metrics(metrics)
+    click.echo(f"wrote {run_dir / EVALUATION_FILE}")
+
+
+def _default_out(dataset: str, model: str) -> Path:
+    name = Path(dataset.removeprefix("folder:")).name or "folder"
+    return Path("runs") / (name if model == "rnp" else f"{name}-{model}")
+
+
+def _print_metrics(metrics: dict) -> None:
+    for name, value in metrics.items():
+        click.echo(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}")

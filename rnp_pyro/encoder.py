@@ -1,0 +1,73 @@
+"""The papers' ResNet encoder: an image to the mean and scale of q(z^K | x).
+
+Layout (as in the authors' code): ``encoder_convs`` x [5x5 valid conv + BatchNorm +
+ReLU], ``encoder_blocks`` ResNet BasicBlocks, flatten, one [Linear + LayerNorm + ELU]
+per width of ``encoder_dense``, then a mean head and a scale head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import RNPConfig
+
+SCALE_FLOOR = 1e-4
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity skip (He et al., 2016)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(x + self.bn2(self.conv2(out)))
+
+
+class ResNetEncoder(nn.Module):
+    """(*B, C, H, W) images -> (*B, |z|) loc and scale of a diagonal Normal.
+
+    The scale is ``softplus(head) + 1e-4``: smooth, positive and never collapsing to
+    zero, without the overflow of ``exp`` on a large log-scale.
+    """
+
+    def __init__(self, cfg: RNPConfig):
+        super().__init__()
+        self.image_shape = cfg.image_shape
+        width = cfg.encoder_channels
+        convs = []
+        for i in range(cfg.encoder_convs):
+            # a BatchNorm right after the conv makes the conv's bias redundant
+            convs += [nn.Conv2d(cfg.channels if i == 0 else width, width, 5, bias=False),
+                      nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        in_channels = width if cfg.encoder_convs else cfg.channels
+        self.features = nn.Sequential(
+            *convs, *(BasicBlock(in_channels) for _ in range(cfg.encoder_blocks)))
+
+        side = cfg.image_size - 4 * cfg.encoder_convs
+        dense, features = [], in_channels * side * side
+        for units in cfg.encoder_dense:
+            dense += [nn.Linear(features, units), nn.LayerNorm(units), nn.ELU()]
+            features = units
+        self.dense = nn.Sequential(nn.Flatten(), *dense)
+        self.loc = nn.Linear(features, cfg.z_dim)
+        self.scale = nn.Linear(features, cfg.z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() < 4 or tuple(x.shape[-3:]) != self.image_shape:
+            raise ValueError(f"the encoder needs images of shape (*B, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}")
+        batch = x.shape[:-3]
+        # channels_last runs the convolutions in their fast oneDNN layout on CPUs
+        images = x.reshape(-1, *self.image_shape).contiguous(memory_format=torch.channels_last)
+        hidden = self.dense(self.features(images))
+        loc = self.loc(hidden)
+        scale = F.softplus(self.scale(hidden)) + SCALE_FLOOR
+        return loc.reshape(*batch, -1), scale.reshape(*batch, -1)

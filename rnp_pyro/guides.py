@@ -1,0 +1,49 @@
+"""Guides: distributions q(latents | x) whose sample sites match the model's.
+
+The amortized ResNet encoder of the papers lives here; other guides (autoguides,
+structured per-level guides) belong here too.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+
+from .config import RNPConfig, top_site
+from .encoder import ResNetEncoder
+
+__all__ = ["EncoderGuide"]
+
+
+class EncoderGuide(PyroModule):
+    """q(z^K | x) = Normal(encoder(x)), one draw per image of the "data" plate.
+
+    With ``cfg.stochastic_levels`` the lower levels are drawn from the model's own
+    conditional prior (``model.sample_lower_levels``), so their log-density ratio
+    cancels and only z^K is inferred. The model is kept as a plain reference, not a
+    submodule, so the guide's parameters and state_dict hold only the encoder.
+    """
+
+    def __init__(self, cfg: RNPConfig, model=None):
+        super().__init__()
+        if cfg.stochastic_levels and model is None:
+            raise ValueError("with stochastic_levels the guide samples the lower levels from the "
+                             "model's prior: pass EncoderGuide(cfg, model=model)")
+        self.cfg = cfg
+        self.encoder = ResNetEncoder(cfg)
+        object.__setattr__(self, "model", model)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        loc, scale = self.encode(x)
+        with pyro.plate("data", x.shape[-4], dim=-1), poutine.scale(scale=self.cfg.kl_weight):
+            z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
+            if self.cfg.stochastic_levels:
+                self.model.sample_lower_levels(z_top)
+        return z_top

@@ -1,0 +1,279 @@
+"""Fitting a model and its guide to images by stochastic variational inference.
+
+A run lives in one folder: ``config.json``, ``checkpoint.pt`` (replaced atomically
+after every epoch), ``metrics.csv``, ``tensorboard/`` and, at the end,
+``reconstructions.png`` and ``samples.png``. A run stopped at any moment resumes
+from its last checkpoint and goes on as if it had never stopped: the batch order
+of an epoch depends only on (seed, epoch), the random state is saved with the
+weights, and evaluation leaves the training's random stream alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import random
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from torch.nn.utils import clip_grad_norm_
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from . import data, viz
+from .config import RNPConfig
+from .evaluate import evaluate
+from .run import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_COLUMNS, METRICS_FILE, CheckpointError,
+                  Run, build, checkpoint_config, config_changes, last_metrics, library_version,
+                  load_weights, read_checkpoint, resolve_device, save_checkpoint)
+
+__all__ = ["build", "fit"]
+
+LOSS_READ_EVERY = 50  # steps between reads of the loss from the device
+MAX_SKIP_MESSAGES = 5  # skipped steps reported one by one; later ones are only counted
+
+
+def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
+        max_steps: int | None = None, device: str = "auto", seed: int = 0,
+        resume: bool = False, data_dir: str | Path | None = None, progress: bool = True,
+        train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None) -> Run:
+    """Train ``cfg``'s model and guide into the folder ``out`` and return the run.
+
+    ``epochs`` (default ``cfg.epochs``) and ``max_steps`` bound the whole run, resumed
+    parts included, so resuming with a larger budget trains on. Steps count batches;
+    a step whose loss or gradient is not finite is skipped (the weights and the
+    optimizer never see it) and counted in ``skipped_steps``. The datasets come from
+    ``cfg.dataset`` unless ``train_set``/``test_set`` are given.
+    """
+    out = Path(out)
+    device = resolve_device(device)
+    checkpoint_path = out / CHECKPOINT_FILE
+    state = None
+    if resume:
+        if not checkpoint_path.exists():
+            raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist; "
+                                  f"start a new run without --resume")
+        state = read_checkpoint(checkpoint_path)
+        _check_same_settings(state, cfg, seed, checkpoint_path)
+    elif checkpoint_path.exists():
+        raise CheckpointError(f"{out} already holds a run ({CHECKPOINT_FILE}); pass --resume to "
+                              f"continue it, or choose another --out")
+
+    train_images = _images(train_set, cfg, train=True, data_dir=data_dir).to(device)
+    test_images = _images(test_set, cfg, train=False, data_dir=data_dir).to(device)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / CONFIG_FILE)
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    model, guide = build(cfg)
+    training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,
+                         out, seed)
+    if state is not None:
+        training.restore(state)
+    training.run(cfg.epochs if epochs is None else epochs, max_steps, progress)
+
+    viz.save_run_figures(model, guide, test_images[:8], out)
+    model.eval()
+    guide.eval()
+    return Run(model, guide, cfg, out, epoch=training.epoch, step=training.step,
+               metrics=last_metrics(out))
+
+
+def _images(given: data.ImageSet | None, cfg: RNPConfig, *, train: bool, data_dir) -> torch.Tensor:
+    if given is None:
+        given = data.load_images(cfg.dataset, train=train, data_dir=data_dir,
+                                 image_size=cfg.image_size, channels=cfg.channels)
+    data.check_images(given.images, channels=cfg.channels, image_size=cfg.image_size)
+    return given.images
+
+
+def _check_same_settings(state: dict, cfg: RNPConfig, seed: int, path: Path) -> None:
+    """A run resumes only with the settings it was started with."""
+    changes = config_changes(checkpoint_config(state, path), cfg)
+    if state["seed"] != seed:
+        changes.append(f"seed ({state['seed']!r} vs {seed!r})")
+    if changes:
+        raise CheckpointError(f"{path} was trained with other settings (saved vs asked): "
+                              f"{', '.join(changes)}; resume with the same settings, or choose "
+                              f"another --out for a new run")
+
+
+def _epoch_order(seed: int, epoch: int) -> torch.Generator:
+    """The generator of an epoch's batch order: a function of (seed, epoch) alone."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class _Training:
+    """The SVI loop and everything a checkpoint must hold to continue it."""
+
+    def __init__(self, cfg, model, guide, train_images, test_images, out: Path, seed: int):
+        self.cfg, self.model, self.guide = cfg, model, guide
+        self.train_images, self.test_images = train_images, test_images
+        self.out, self.seed = out, seed
+        self.loss_fn = pyro.infer.Trace_ELBO()(model, guide)
+        self.parameters = list(self.loss_fn.parameters())
+        # fused: it can skip a step on the device (see _step)
+        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay, fused=True)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+        self.steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # steps taken, skipped ones included
+        self.epoch_step = 0  # steps taken in the unfinished epoch
+        self.skipped_steps = 0
+        self.seconds = 0.0
+        self.pending = []  # (step, loss, finite) still on the device
+        self.loss_sum, self.loss_count = 0.0, 0  # finite losses since the last metrics row
+        self.resumed = False
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_step": self.epoch_step,
+            "skipped_steps": self.skipped_steps,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": self.cfg.to_dict(),
+            "version": library_version(),
+        }
+
+    def restore(self, state: dict) -> None:
+        load_weights(self.model, state["model"], "model", self.out)
+        load_weights(self.guide, state["guide"], "guide", self.out)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.epoch_step, self.skipped_steps = state["epoch_step"], state["skipped_steps"]
+        self.seconds = state["seconds"]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_as_tuples(rng["python"]))
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.resumed = True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, epochs: int, max_steps: int | None, progress: bool) -> None:
+        max_steps = math.inf if max_steps is None else max_steps
+        metrics_path = self.out / METRICS_FILE
+        _start_metrics(metrics_path, keep_until=self.step if self.resumed else None)
+        started, seconds_before = time.monotonic(), self.seconds
+        total = min(epochs * self.steps_per_epoch, max_steps)
+        self.model.train()
+        self.guide.train()
+        self.writer = SummaryWriter(self.out / "tensorboard",
+                                    purge_step=self.step + 1 if self.resumed else 0)
+        self.bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step",
+                        desc=f"{self.cfg.model} on {self.cfg.dataset}", dynamic_ncols=True)
+        try:
+            while self.epoch < epochs and self.step < max_steps:
+                for x in self._batches_left(max_steps):
+                    self._step(x)
+                    self.bar.update()
+                    if self.step % LOSS_READ_EVERY == 0:
+                        self._read_losses()
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.epoch_step == self.steps_per_epoch:
+                    self.epoch, self.epoch_step = self.epoch + 1, 0
+                    self.scheduler.step()
+                self.seconds = seconds_before + time.monotonic() - started
+                self._record(metrics_path, lr)
+        finally:
+            self.bar.close()
+            self.writer.close()
+
+    def _batches_left(self, max_steps):
+        """The current epoch's batches not yet taken, no more than ``max_steps`` allows."""
+        order = _epoch_order(self.seed, self.epoch)
+        batches = data.batches(self.train_images, self.cfg.batch_size, shuffle=True,
+                               generator=order)
+        room = min(self.steps_per_epoch, max_steps - self.step)
+        return itertools.islice(batches, self.epoch_step, self.epoch_step + room)
+
+    def _step(self, x: torch.Tensor) -> None:
+        loss = self.loss_fn(x) / len(x)  # nats per image
+        loss.backward()
+        grad_norm = clip_grad_norm_(self.parameters, self.cfg.grad_clip or math.inf)
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        # A non-finite step must not reach the weights, and asking the device whether it
+        # is finite would stall it every step. Fused Adam skips its whole update on the
+        # device when `found_inf` is 1 (the protocol torch.amp.GradScaler uses).
+        self.optimizer.found_inf = (~finite).float()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.epoch_step += 1
+        self.pending.append((self.step, loss.detach(), finite))
+
+    def _read_losses(self) -> None:
+        """Bring the pending losses to the host in one transfer; report skipped steps."""
+        if not self.pending:
+            return
+        steps = [step for step, _, _ in self.pending]
+        losses = torch.stack([loss for _, loss, _ in self.pending]).cpu()
+        finite = torch.stack([ok for _, _, ok in self.pending]).cpu()
+        self.pending.clear()
+        for step, ok in zip(steps, finite.tolist()):
+            if not ok:
+                self.skipped_steps += 1
+                if self.skipped_steps <= MAX_SKIP_MESSAGES:
+                    tqdm.write(f"step {step}: the loss or its gradient is not finite; step skipped")
+                if self.skipped_steps == MAX_SKIP_MESSAGES:
+                    tqdm.write("further skipped steps are counted in metrics.csv (skipped_steps)")
+        kept = losses[finite]
+        if len(kept):
+            self.loss_sum += kept.sum().item()
+            self.loss_count += len(kept)
+            self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
+            self.writer.add_scalar("train/loss", kept.mean().item(), self.step)
+
+    def _record(self, metrics_path: Path, lr: float) -> None:
+        """Test metrics to metrics.csv and TensorBoard, then the checkpoint."""
+        self._read_losses()
+        test = evaluate(self.model, self.guide, self.test_images)
+        row = {"epoch": self.epoch, "step": self.step,
+               "train_loss": self.loss_sum / self.loss_count if self.loss_count else math.nan,
+               "test_elbo": test["elbo_nats_per_image"], "test_mse": test["mse_per_pixel"],
+               "lr": lr, "skipped_steps": self.skipped_steps, "seconds": round(self.seconds, 3)}
+        self.loss_sum, self.loss_count = 0.0, 0
+        with open(metrics_path, "a", newline="") as file:
+            csv.DictWriter(file, METRICS_COLUMNS).writerow(row)
+        for name in ("train_loss", "test_elbo", "test_mse", "lr", "skipped_steps"):
+            self.writer.add_scalar(f"epoch/{name}", row[name], self.step)
+        self.writer.flush()
+        self.bar.set_postfix(loss=f"{row['train_loss']:.4g}", test_elbo=f"{row['test_elbo']:.4g}")
+        save_checkpoint(self.out / CHECKPOINT_FILE, self.state())
+
+
+def _start_metrics(path: Path, keep_until: int | None) -> None:
+    """metrics.csv with its header and, when resuming, the rows up to the checkpoint's step.
+
+    Rows written after the last checkpoint (a run stopped between the two writes)
+    are dropped, as the resumed run writes them again.
+    """
+    rows = []
+    if keep_until is not None and path.is_file():
+        with open(path, newline="") as file:
+            rows = [row for row in csv.DictReader(file) if int(row["step"]) <= keep_until]
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, METRICS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _as_tuples(value):
+    """Python's random state with its lists turned back into tuples."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,341 @@
+"""Datasets read from files in their original formats, synthetic strokes, checks, batches."""
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision import datasets
+
+from rnp_pyro import data
+from rnp_pyro.data import DataError, ImageSet, batches, check_images, draw_strokes, load_images
+
+REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def isolated_places(tmp_path, monkeypatch):
+    """No test reads or writes the user's cache or the system's datasets unless it says so."""
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+
+
+# ------------------------------------------------------------------ original file formats
+def pixel_pattern(count, size=28):
+    """Images whose every pixel is known: (i * 7 + row * 3 + col) mod 256."""
+    i, row, col = torch.meshgrid(torch.arange(count), torch.arange(size), torch.arange(size),
+                                 indexing="ij")
+    return ((i * 7 + row * 3 + col) % 256).to(torch.uint8)
+
+
+def write_idx(path: Path, array: torch.Tensor, packed=True):
+    """An idx-ubyte file as LeCun's site distributes them: big-endian magic, sizes, bytes."""
+    magic = struct.pack(">I", 0x0800 + array.ndim)  # 0x08: unsigned bytes
+    body = magic + struct.pack(f">{array.ndim}I", *array.shape) + array.numpy().tobytes()
+    if packed:
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as file:
+            file.write(body)
+    else:
+        path.write_bytes(body)
+
+
+def write_mnist_files(folder: Path, train=5, test=3, packed=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", pixel_pattern(count), packed)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", torch.arange(count, dtype=torch.uint8) % 10,
+                  packed)
+    return folder
+
+
+def test_mnist_gz_files_in_data_dir_are_read_with_known_pixels(tmp_path):
+    folder = write_mnist_files(tmp_path / "files")
+    train = load_images("mnist", data_dir=folder, download=False)
+    test = load_images("mnist", train=False, data_dir=folder, download=False)
+
+    assert train.images.shape == (5, 1, 28, 28) and test.images.shape == (3, 1, 28, 28)
+    assert train.images.dtype == torch.float32
+    assert torch.equal(train.images, pixel_pattern(5).unsqueeze(1).float() / 255)
+    assert train.images[2, 0, 4, 5].item() == pytest.approx((2 * 7 + 4 * 3 + 5) / 255)
+    assert train.labels.tolist() == [0, 1, 2, 3, 4]
+    assert len(train) == 5 and "mnist" in train.name
+
+
+def test_torchvision_layout_under_env_var_and_limit(tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    write_mnist_files(root / "FashionMNIST" / "raw", train=6, packed=False)
+    monkeypatch.setenv(data.ENV_VAR, str(root))
+    loaded = load_images("fashion", download=False, limit=4)
+    assert loaded.images.shape == (4, 1, 28, 28)
+    assert torch.equal(loaded.images, pixel_pattern(4).unsqueeze(1).float() / 255)
+
+
+def test_data_dir_comes_before_the_cache(tmp_path):
+    write_mnist_files(tmp_path / "cache" / "rnp-pyro" / "MNIST" / "raw", train=2)
+    write_mnist_files(tmp_path / "mine", train=7)
+    assert len(load_images("mnist", data_dir=tmp_path / "mine", download=False)) == 7
+    assert len(load_images("mnist", download=False)) == 2
+
+
+def test_debian_style_folder_is_read_without_writing_there(tmp_path, monkeypatch):
+    system = write_mnist_files(tmp_path / "usr-share-fashion", train=4)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", system)
+    before = sorted(os.listdir(system))
+    system.chmod(0o555)
+    try:
+        loaded = load_images("fashion", download=False)
+    finally:
+        system.chmod(0o755)
+    assert loaded.images.shape == (4, 1, 28, 28)
+    assert sorted(os.listdir(system)) == before
+    assert not (tmp_path / "cache").exists()  # nothing copied anywhere either
+
+
+def test_resizing_keeps_range_and_flat_images_flat(tmp_path):
+    folder = tmp_path / "files"
+    write_mnist_files(folder)
+    flat = torch.full((5, 28, 28), 200, dtype=torch.uint8)
+    write_idx(folder / "train-images-idx3-ubyte", flat)
+    small = load_images("mnist", data_dir=folder, download=False, image_size=14)
+    large = load_images("mnist", data_dir=folder, download=False, image_size=40)
+    assert small.images.shape == (5, 1, 14, 14) and large.images.shape == (5, 1, 40, 40)
+    for images in (small.images, large.images):
+        assert torch.allclose(images, torch.full_like(images, 200 / 255), atol=1e-6)
+
+
+def test_grey_dataset_asked_for_rgb_says_set_channels_1(tmp_path):
+    write_mnist_files(tmp_path)
+    with pytest.raises(DataError, match="channels=1"):
+        load_images("mnist", data_dir=tmp_path, channels=3, download=False)
+
+
+# ------------------------------------------------------------------ errors
+def test_unknown_name_lists_the_valid_names():
+    with pytest.raises(DataError) as caught:
+        load_images("cifar")
+    for name in ("fashion", "mnist", "omniglot", "strokes", "folder:PATH"):
+        assert name in str(caught.value)
+
+
+def test_missing_files_name_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
+    with pytest.raises(DataError) as caught:
+        load_images("fashion", data_dir=tmp_path / "given", download=False)
+    message = str(caught.value)
+    for place in (tmp_path / "given", tmp_path / "env" / "FashionMNIST" / "raw",
+                  tmp_path / "cache" / "rnp-pyro" / "FashionMNIST" / "raw",
+                  tmp_path / "no-debian-package"):
+        assert str(place) in message
+    assert "apt-get install dataset-fashion-mnist" in message and "\n" not in message
+
+
+def test_failed_download_is_one_data_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # refused at once
+    with pytest.raises(DataError, match="downloading into .* failed") as caught:
+        load_images("mnist", data_dir=tmp_path / "given")
+    assert str(tmp_path / "given") in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_gz_names_the_file(tmp_path, damage):
+    folder = write_mnist_files(tmp_path)
+    broken = folder / "train-images-idx3-ubyte.gz"
+    good = broken.read_bytes()
+    broken.write_bytes(b"not a gzip file" if damage == "garbage" else good[: len(good) // 2])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*delete it"):
+        load_images("mnist", data_dir=folder, download=False)
+
+
+def test_wrong_contents_name_the_folder(tmp_path):
+    folder = write_mnist_files(tmp_path / "files")
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as file:
+        file.write(b"\x00\x00\x00\x00 not an idx file")
+    with pytest.raises(DataError, match=f"{folder}.*corrupt"):
+        load_images("mnist", data_dir=folder, download=False)
+
+
+def test_empty_or_missing_folder(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="no images"):
+        load_images(f"folder:{tmp_path / 'empty'}")
+    with pytest.raises(DataError, match="not found"):
+        load_images(f"folder:{tmp_path / 'nowhere'}")
+
+
+def test_unreadable_image_is_named(tmp_path):
+    Image.new("L", (8, 8), 10).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="bad.png"):
+        load_images(f"folder:{tmp_path}")
+
+
+# ------------------------------------------------------------------ omniglot
+def write_omniglot(root: Path):
+    """The extracted Omniglot tree torchvision expects: black strokes on white, 105x105."""
+    counts = {"images_background": {"Alpha": 2, "Beta": 1}, "images_evaluation": {"Gamma": 1}}
+    for subset, alphabets in counts.items():
+        for alphabet, characters in alphabets.items():
+            for character in range(characters):
+                folder = root / "omniglot-py" / subset / alphabet / f"character{character + 1:02d}"
+                folder.mkdir(parents=True)
+                for drawer in range(2):
+                    picture = Image.new("L", (105, 105), 255)
+                    picture.paste(0, (30, 30, 75, 75))  # a black square in the middle
+                    picture.convert("1").save(folder / f"{character:04d}_{drawer:02d}.png")
+
+
+def test_omniglot_is_inverted_and_resized(tmp_path):
+    write_omniglot(tmp_path)
+    train = load_images("omniglot", data_dir=tmp_path, download=False)
+    test = load_images("omniglot", train=False, data_dir=tmp_path, download=False)
+    assert train.images.shape == (6, 1, 28, 28) and test.images.shape == (2, 1, 28, 28)
+    assert sorted(train.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert train.images.min() >= 0 and train.images.max() <= 1
+    assert torch.all(train.images[:, 0, 14, 14] == 1)  # the stroke is bright
+    assert torch.all(train.images[:, 0, 0, 0] == 0)  # the paper is black
+    with pytest.raises(DataError, match="omniglot-py"):
+        load_images("omniglot", data_dir=tmp_path / "elsewhere", download=False)
+
+
+# ------------------------------------------------------------------ folders of images
+def write_image_folder(root: Path):
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    Image.new("L", (10, 10), 100).save(root / "a" / "grey.png")
+    Image.new("RGB", (30, 20), (255, 0, 0)).save(root / "b" / "red.png")
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(root / "b" / "blue.bmp")
+    return root
+
+
+def test_folder_grey_and_rgb_are_converted_and_resized(tmp_path):
+    folder = write_image_folder(tmp_path / "pictures")
+    rgb = load_images(f"folder:{folder}", channels=3, image_size=16)
+    grey = load_images(f"folder:{folder}", channels=1, image_size=16)
+
+    assert rgb.images.shape == (3, 3, 16, 16) and grey.images.shape == (3, 1, 16, 16)
+    assert rgb.labels.tolist() == [0, 1, 1]  # a/grey.png, b/blue.bmp, b/red.png
+    grey_rgb, blue, red = rgb.images
+    assert torch.allclose(grey_rgb, torch.full_like(grey_rgb, 100 / 255), atol=1e-6)
+    assert torch.allclose(red[0], torch.ones(16, 16)) and red[1:].abs().max() < 1e-6
+    assert torch.allclose(blue[2], torch.ones(16, 16)) and blue[:2].abs().max() < 1e-6
+    red_as_grey = Image.new("RGB", (1, 1), (255, 0, 0)).convert("L").getpixel((0, 0))
+    assert torch.allclose(grey.images[2], torch.full((1, 16, 16), red_as_grey / 255), atol=1e-6)
+
+
+def test_folder_without_classes_has_no_labels_and_splits_by_subfolder(tmp_path):
+    Image.new("L", (12, 12), 0).save(tmp_path / "one.png")
+    assert load_images(f"folder:{tmp_path}").labels is None
+    for split, count in (("train", 3), ("test", 1)):
+        (tmp_path / "split" / split).mkdir(parents=True)
+        for i in range(count):
+            Image.new("L", (12, 12), 50).save(tmp_path / "split" / split / f"{i}.png")
+    assert len(load_images(f"folder:{tmp_path / 'split'}")) == 3
+    assert len(load_images(f"folder:{tmp_path / 'split'}", train=False)) == 1
+
+
+# ------------------------------------------------------------------ the real Fashion-MNIST
+@pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", REAL_FASHION)
+    before = sorted(os.listdir(REAL_FASHION))
+    test = load_images("fashion", train=False, download=False)
+    assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.float32
+    assert test.images.min() == 0 and test.images.max() == 1
+    assert torch.equal(test.labels.bincount(), torch.full((10,), 1000))
+    assert sorted(os.listdir(REAL_FASHION)) == before
+    assert not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------ strokes
+def test_strokes_are_deterministic_in_range_and_sum_of_parts():
+    first, again = draw_strokes(64, seed=3), draw_strokes(64, seed=3)
+    assert torch.equal(first.images, again.images) and torch.equal(first.parts, again.parts)
+    assert first.images.shape == (64, 1, 28, 28) and first.parts.shape == (64, 4, 1, 28, 28)
+    assert first.images.min() >= 0 and first.images.max() <= 1
+    assert first.parts.min() >= 0 and first.parts.max() <= 1
+    assert torch.equal(first.parts.sum(1).clamp(max=1), first.images)
+
+    drawn = first.parts.flatten(2).amax(-1) > 0  # which parts have ink
+    assert torch.equal(drawn.sum(1), first.labels) and set(first.labels.tolist()) <= {2, 3, 4}
+    assert torch.all(drawn[:, :2])  # absent parts come last
+    assert not torch.equal(draw_strokes(64, seed=4).images, first.images)
+
+
+def test_strokes_splits_and_limit():
+    train = load_images("strokes", limit=20)
+    test = load_images("strokes", train=False, limit=20)
+    assert len(train) == 20 and not torch.equal(train.images, test.images)
+    assert torch.equal(train.images, load_images("strokes", limit=30).images[:20])
+    big = load_images("strokes", limit=5, image_size=64)
+    assert big.images.shape == (5, 1, 64, 64) and big.parts.shape == (5, 4, 1, 64, 64)
+    with pytest.raises(DataError, match="channels=1"):
+        load_images("strokes", channels=3)
+
+
+def test_image_set_copy_subset_and_filter():
+    strokes = draw_strokes(30, seed=0)
+    moved = strokes.to("cpu")
+    assert torch.equal(moved.images, strokes.images) and moved.parts is not None
+    assert len(strokes.subset(7)) == 7 and strokes.subset(7).parts.shape[0] == 7
+    twos = strokes.filter_classes([2])
+    assert len(twos) == int((strokes.labels == 2).sum()) and set(twos.labels.tolist()) == {2}
+    with pytest.raises(DataError, match="no labels"):
+        ImageSet(strokes.images, None, "unlabelled").filter_classes([0])
+
+
+# ------------------------------------------------------------------ check_images
+def test_check_images_accepts_good_images():
+    check_images(torch.rand(3, 1, 28, 28), channels=1, image_size=28)
+
+
+@pytest.mark.parametrize("images, expected", [
+    (torch.rand(28, 28), "4-D"),
+    (torch.rand(2, 3, 28, 28), "3 channels, expected 1"),
+    (torch.rand(2, 1, 32, 32), "32x32, expected 28x28"),
+    (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
+    (torch.rand(2, 1, 28, 28) * 255, "divide by 255"),
+    (torch.rand(2, 1, 28, 28) * 2 - 1, r"\(images \+ 1\) / 2"),
+    (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "float"),
+    (torch.zeros(0, 1, 28, 28), "no images"),
+])
+def test_check_images_says_what_is_wrong(images, expected):
+    with pytest.raises(DataError, match=expected):
+        check_images(images, channels=1, image_size=28)
+
+
+def test_check_images_reports_the_range_found():
+    images = torch.rand(2, 1, 28, 28)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = -0.2, 255.0
+    with pytest.raises(DataError, match=r"min -0.2 max 255"):
+        check_images(images, channels=1, image_size=28)
+
+
+# ------------------------------------------------------------------ batches
+def test_shuffled_batches_cover_every_index_once_with_labels_paired():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    labels = torch.arange(10)
+    generator = torch.Generator().manual_seed(0)
+    pairs = list(batches(images, 4, shuffle=True, generator=generator, labels=labels))
+    assert [len(x) for x, _ in pairs] == [4, 4, 2]
+    seen = torch.cat([x.flatten() for x, _ in pairs])
+    assert sorted(seen.long().tolist()) == list(range(10))
+    assert seen.long().tolist() != list(range(10))  # shuffled
+    assert all(torch.equal(x.flatten().long(), y) for x, y in pairs)
+
+    again = torch.cat(list(batches(images, 4, shuffle=True,
+                                   generator=torch.Generator().manual_seed(0)))).flatten()
+    assert torch.equal(again, seen)
+
+
+def test_unshuffled_batches_keep_order():
+    images = torch.arange(7.0).view(7, 1, 1, 1)
+    assert [b.flatten().tolist() for b in batches(images, 3, shuffle=False)] == \
+        [[0, 1, 2], [3, 4, 5], [6]]
+    with pytest.raises(DataError):
+        next(batches(images, 0, shuffle=False))
