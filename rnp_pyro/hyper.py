@@ -67,12 +67,15 @@ class HyperNetwork(nn.Module):
             self.slices[name] = slice(offset, offset + math.prod(shape))
             offset += math.prod(shape)
         self.out = nn.Linear(width, offset, bias=False)
-        with torch.no_grad():
-            for name, shape in layout.items():
-                # Generated weights start at the usual 1/sqrt(fan_in) scale and biases
-                # near zero, given the trunk's unit-scale output (LayerNorm + ELU).
-                gain = 1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1
-                self.out.weight[self.slices[name]].normal_(std=gain / math.sqrt(width))
+        nn.init.normal_(self.out.weight)
+        # Each generated tensor is the unit-scale output times a fixed gain: weights
+        # start at the usual 1/sqrt(fan_in) scale, biases near zero (the trunk's output
+        # has unit scale), and Adam's steps stay small relative to every generated
+        # tensor however large its fan-in (an equalised learning rate).
+        self.gains = {
+            name: (1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1) / math.sqrt(width)
+            for name, shape in layout.items()
+        }
 
     def forward(self, z: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
         """z (N, |z|) -> {name: (N, *shape)} for the layout's names before ``upto``.
@@ -83,7 +86,7 @@ class HyperNetwork(nn.Module):
         end = self.slices[upto].start if upto else self.out.out_features
         flat = F.linear(hidden, self.out.weight[:end])
         weights = {
-            name: flat[..., part].view(*z.shape[:-1], *self.layout[name])
+            name: flat[..., part].view(*z.shape[:-1], *self.layout[name]) * self.gains[name]
             for name, part in self.slices.items() if part.stop <= end
         }
         weights["context"] = hidden
@@ -103,5 +106,7 @@ class HyperNetwork(nn.Module):
         pairs = (x.unsqueeze(-1) * context.unsqueeze(-2).unsqueeze(-2)).flatten(-2)
         weight = self.out.weight[self.slices[name]].view(rows, cols * context.shape[-1])
         if dtype is not None and dtype != x.dtype:
-            return (pairs.to(dtype) @ weight.to(dtype).t()).to(x.dtype)
-        return pairs @ weight.t()
+            out = (pairs.to(dtype) @ weight.to(dtype).t()).to(x.dtype)
+        else:
+            out = pairs @ weight.t()
+        return out * self.gains[name]

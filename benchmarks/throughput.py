@@ -1,0 +1,101 @@
+"""Training throughput: images/s of full SVI steps (model + encoder guide + Adam).
+
+Compares, on the same batches, the level-synchronous RNP (the library's path), the
+literal depth-first Algorithm 1 sharing its parameters, and the conv VAE baseline
+of matched latent size and parameter count. Prints a markdown table to paste into
+benchmarks/RESULTS.md with the machine and date it prints first.
+
+    python benchmarks/throughput.py [--presets fashion,fashion4] [--steps 20] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+
+import click
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import Trace_ELBO
+
+from rnp_pyro import presets
+from rnp_pyro.baselines import ConvVAE
+from rnp_pyro.config import top_site
+from rnp_pyro.data import DataError, load_images
+from rnp_pyro.guides import EncoderGuide
+from rnp_pyro.model import RNP
+from rnp_pyro.reference import depth_first_canvas
+
+
+def depth_first_model(rnp: RNP):
+    """The RNP's Pyro model with the root canvas drawn depth-first."""
+    cfg = rnp.cfg
+
+    def model(x):
+        prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample(top_site(cfg), prior)
+            pyro.sample("x", rnp.likelihood(depth_first_canvas(rnp, z)), obs=x)
+
+    return model
+
+
+def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3) -> float:
+    params = [p for m in modules for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    loss_fn = Trace_ELBO().differentiable_loss
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            start = time.perf_counter()
+        x = images[(i * batch_size) % (len(images) - batch_size):][:batch_size]
+        optimizer.zero_grad()
+        loss_fn(model, guide, x).backward()
+        optimizer.step()
+    sync()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+@click.command()
+@click.option("--presets", "names", default="fashion,fashion4", show_default=True)
+@click.option("--steps", default=20, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--skip-depth-first", is_flag=True, help="Leave out the slow reference.")
+def main(names, steps, batch_size, device, skip_depth_first):
+    torch.manual_seed(0)
+    print(f"date: {datetime.date.today()}  machine: {platform.machine()} "
+          f"{platform.processor() or ''} {torch.get_num_threads()} threads  device: {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
+    print(f"torch {torch.__version__}  pyro {pyro.__version__}  batch {batch_size}  steps {steps}\n")
+    print("| config | levels (taus) | model | parameters | images/s |")
+    print("|---|---|---|---|---|")
+    for name in names.split(","):
+        cfg = presets.get(name)
+        try:
+            images = load_images(cfg.dataset, train=True, image_size=cfg.image_size,
+                                 channels=cfg.channels, limit=4096).images
+        except DataError:
+            images = torch.rand(4096, *cfg.image_shape)
+        images = images.to(device)
+        rnp = RNP(cfg).to(device)
+        guide = EncoderGuide(cfg).to(device)
+        n_params = sum(p.numel() for p in rnp.parameters())
+        runs = [("level-synchronous RNP", rnp, rnp, n_params)]
+        if not skip_depth_first:
+            runs.append(("depth-first reference", depth_first_model(rnp), rnp, n_params))
+        if name == names.split(",")[0]:
+            vae = ConvVAE(cfg.replace(model="convvae"), target_params=n_params).to(device)
+            runs.append(("conv VAE baseline", vae, vae, sum(p.numel() for p in vae.parameters())))
+        for label, model, module, count in runs:
+            pyro.clear_param_store()
+            rate = images_per_second(model, guide, [module, guide], images, batch_size, steps)
+            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
