@@ -86,7 +86,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, se
             click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
         raise SystemExit(130)
     click.echo(f"run: {run.path} (epoch {run.epoch}, step {run.step})")
-    _print_metrics(run.metrics)
+    _print_metrics({k: v for k, v in run.metrics.items() if k not in ("epoch", "step")})
 
 
 @main.command()

@@ -28,7 +28,8 @@ METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("epoch", "step", "train_loss", "test_elbo", "test_mse", "lr", "skipped_steps",
                    "seconds")
 _COUNT_COLUMNS = ("epoch", "step", "skipped_steps")
-_CHECKPOINT_KEYS = ("model", "guide", "optimizer", "scheduler", "epoch", "step", "config")
+_CHECKPOINT_KEYS = ("model", "guide", "optimizer", "scheduler", "epoch", "step", "epoch_step",
+                    "skipped_steps", "seconds", "seed", "rng", "config")
 
 
 class CheckpointError(RuntimeError):
@@ -37,6 +38,8 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class Run:
+    """A trained model and guide with the config they were built from and their folder."""
+
     model: torch.nn.Module
     guide: torch.nn.Module
     config: RNPConfig
@@ -99,17 +102,18 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}; train one with `rnp-pyro fit`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path} ({reason}); the file is damaged: "
-                              f"delete it and train again") from err
+    except Exception as err:  # torch raises many kinds for a damaged file, with long texts
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
+                              f"({type(err).__name__}); delete it and train again") from err
     missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
-        raise CheckpointError(f"{path} is not an rnp-pyro checkpoint (it lacks {', '.join(missing)})")
+        raise CheckpointError(f"{path} is not an rnp-pyro checkpoint "
+                              f"(it lacks {', '.join(missing)})")
     return state
 
 
 def checkpoint_config(state: dict, path: str | Path) -> RNPConfig:
+    """The config a checkpoint was trained with."""
     try:
         return RNPConfig.from_dict(state["config"])
     except (ConfigError, TypeError) as err:
@@ -124,6 +128,7 @@ def config_changes(saved: RNPConfig, asked: RNPConfig) -> list[str]:
 
 
 def load_weights(module: torch.nn.Module, weights: dict, what: str, path: Path) -> None:
+    """``module.load_state_dict`` with a clear error when the shapes or names do not fit."""
     try:
         module.load_state_dict(weights)
     except RuntimeError as err:
@@ -158,7 +163,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     if changes:
         raise CheckpointError(
             f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
-            f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or train again")
+            f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
+            f"train again")
     # parameters live in the modules: nothing may come from a stale global store
     pyro.clear_param_store()
     model, guide = build(cfg)

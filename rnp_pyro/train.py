@@ -160,7 +160,7 @@ class _Training:
         self.seconds = state["seconds"]
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
-        random.setstate(_as_tuples(rng["python"]))
+        random.setstate(rng["python"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.resumed = True
@@ -186,7 +186,7 @@ class _Training:
                     if self.step % LOSS_READ_EVERY == 0:
                         self._read_losses()
                 lr = self.optimizer.param_groups[0]["lr"]
-                if self.epoch_step == self.steps_per_epoch:
+                if self.epoch_step >= self.steps_per_epoch:
                     self.epoch, self.epoch_step = self.epoch + 1, 0
                     self.scheduler.step()
                 self.seconds = seconds_before + time.monotonic() - started
@@ -208,9 +208,9 @@ class _Training:
         loss.backward()
         grad_norm = clip_grad_norm_(self.parameters, self.cfg.grad_clip or math.inf)
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-        # A non-finite step must not reach the weights, and asking the device whether it
-        # is finite would stall it every step. Fused Adam skips its whole update on the
-        # device when `found_inf` is 1 (the protocol torch.amp.GradScaler uses).
+        # A non-finite step must not reach the weights or Adam's moments. Fused Adam skips
+        # its whole update on the device when `found_inf` is 1 (the protocol that
+        # torch.amp.GradScaler uses), so the check adds no wait for the device.
         self.optimizer.found_inf = (~finite).float()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,7 +219,11 @@ class _Training:
         self.pending.append((self.step, loss.detach(), finite))
 
     def _read_losses(self) -> None:
-        """Bring the pending losses to the host in one transfer; report skipped steps."""
+        """Bring the pending losses to the host in one transfer; report skipped steps.
+
+        Reading every LOSS_READ_EVERY steps rather than every step keeps the host from
+        waiting on the device; a skipped step is reported (by number) at the next read.
+        """
         if not self.pending:
             return
         steps = [step for step, _, _ in self.pending]
@@ -272,8 +276,3 @@ def _start_metrics(path: Path, keep_until: int | None) -> None:
         writer = csv.DictWriter(file, METRICS_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _as_tuples(value):
-    """Python's random state with its lists turned back into tuples."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,106 @@
+"""The rnp-pyro command: fit and evaluate end to end, and one-line errors."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rnp_pyro import data
+from rnp_pyro.cli import main
+
+
+@pytest.fixture
+def few_images(monkeypatch):
+    """Every dataset cut to 64 images, so a run of the strokes preset takes seconds."""
+    load_images = data.load_images
+
+    def limited(name, **options):
+        return load_images(name, **{**options, "limit": 64})
+
+    monkeypatch.setattr(data, "load_images", limited)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *words):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for word in words:
+        assert word in lines[0]
+
+
+def test_fit_then_evaluate(few_images, tmp_path):
+    out = tmp_path / "run"
+    fitted = invoke("fit", "--dataset", "strokes", "--max-steps", 3, "--batch-size", 32,
+                    "--out", out, "--device", "cpu", "--no-progress")
+    assert fitted.exit_code == 0, fitted.output
+    assert f"run: {out} (epoch 1, step 3)" in fitted.output
+    assert "test_elbo:" in fitted.output and "test_mse:" in fitted.output
+    assert {"config.json", "checkpoint.pt", "metrics.csv", "samples.png"} <= {
+        p.name for p in out.iterdir()}
+
+    evaluated = invoke("evaluate", out, "--device", "cpu")
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert {"dataset", "model", "epoch", "step", "n_images", "mse_per_pixel",
+            "elbo_nats_per_image", "kl_weight"} <= set(metrics)
+    assert (metrics["dataset"], metrics["step"], metrics["n_images"]) == ("strokes", 3, 64)
+    assert f"mse_per_pixel: {metrics['mse_per_pixel']:.6g}" in evaluated.output
+
+    again = invoke("fit", "--dataset", "strokes", "--max-steps", 3, "--out", out, "--device", "cpu")
+    assert_one_line_error(again, "--resume")
+    resumed = invoke("fit", "--dataset", "strokes", "--max-steps", 4, "--batch-size", 32,
+                     "--out", out, "--device", "cpu", "--no-progress", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "(epoch 2, step 4)" in resumed.output
+
+
+def test_the_baseline_gets_its_own_default_folder(few_images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("fit", "--dataset", "strokes", "--model", "convvae", "--max-steps", 1,
+                    "--device", "cpu", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "strokes-convvae" / "checkpoint.pt").exists()
+
+
+def test_unknown_dataset_is_a_one_line_error(tmp_path):
+    result = invoke("fit", "--dataset", "nope", "--out", tmp_path / "run")
+    assert_one_line_error(result, "nope")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_preset_is_a_one_line_error(tmp_path):
+    assert_one_line_error(invoke("fit", "--dataset", "strokes", "--preset", "nope",
+                                 "--out", tmp_path / "run"), "nope", "strokes")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path):
+    result = invoke("fit", "--dataset", "strokes", "--device", "cuda", "--out", tmp_path / "run")
+    assert_one_line_error(result, "CUDA is not available", "--device cpu")
+
+
+def test_evaluate_without_a_run_is_a_one_line_error(tmp_path):
+    assert_one_line_error(invoke("evaluate", tmp_path / "missing"), "no run folder")
+    (tmp_path / "config.json").write_text("{}")
+    assert_one_line_error(invoke("evaluate", tmp_path), "no checkpoint")
+
+
+def test_an_interrupted_fit_says_how_to_resume(few_images, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 1, "--out", out,
+                  "--device", "cpu", "--no-progress").exit_code == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rnp_pyro.cli.fit_run", interrupted)
+    result = invoke("fit", "--dataset", "strokes", "--out", out, "--resume", "--no-progress")
+    assert result.exit_code == 130
+    assert f"{out / 'checkpoint.pt'}" in result.output and "--resume" in result.output
+    assert "Traceback" not in result.output

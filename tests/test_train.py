@@ -1,0 +1,275 @@
+"""Training runs: what a run writes, resuming, skipped steps, checkpoints, evaluation."""
+
+import csv
+import json
+import shutil
+
+import pyro
+import pytest
+import torch
+
+from rnp_pyro import data, presets
+from rnp_pyro.config import ConfigError, RNPConfig
+from rnp_pyro.evaluate import evaluate
+from rnp_pyro.run import CheckpointError, load_run, resolve_device
+from rnp_pyro.train import build, fit
+
+SIZE = 16
+
+
+def small(**overrides) -> RNPConfig:
+    """The strokes preset at 16 px with narrow networks: a step takes milliseconds."""
+    base = dict(image_size=SIZE, z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
+                patch_hidden=12, encoder_channels=8, encoder_convs=1, encoder_blocks=1,
+                encoder_dense=(16,), batch_size=32)
+    return presets.get("strokes", **{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def strokes():
+    """256 training and 64 test images: 8 steps per epoch at batch size 32."""
+    return (data.load_images("strokes", image_size=SIZE, limit=256),
+            data.load_images("strokes", train=False, image_size=SIZE, limit=64))
+
+
+def train(cfg, out, strokes, **options):
+    train_set, test_set = strokes
+    return fit(cfg, out, device="cpu", progress=False, train_set=train_set, test_set=test_set,
+               **options)
+
+
+@pytest.fixture(scope="module")
+def run20(strokes, tmp_path_factory):
+    """One uninterrupted run of 20 steps (two epochs and a half)."""
+    return train(small(), tmp_path_factory.mktemp("run") / "run20", strokes, max_steps=20)
+
+
+def metrics_rows(out):
+    with open(out / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def weights(run, buffers=True):
+    """Parameters (and buffers: BatchNorm statistics) of a run's model and guide."""
+    named = {}
+    for name, module in (("model", run.model), ("guide", run.guide)):
+        tensors = module.state_dict() if buffers else dict(module.named_parameters())
+        named.update({f"{name}.{key}": value for key, value in tensors.items()})
+    return named
+
+
+def copy_run(run, tmp_path):
+    return shutil.copytree(run.path, tmp_path / "copy")
+
+
+# ---------------------------------------------------------------------------- a run's files
+def test_a_run_writes_config_checkpoint_metrics_tensorboard_and_figures(run20):
+    out = run20.path
+    assert RNPConfig.load(out / "config.json") == small()
+    assert (out / "checkpoint.pt").stat().st_size > 0
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    for figure in ("reconstructions.png", "samples.png"):
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = metrics_rows(out)
+    assert list(rows[0]) == ["epoch", "step", "train_loss", "test_elbo", "test_mse", "lr",
+                             "skipped_steps", "seconds"]
+    # a row after each epoch, and one where max_steps stopped the third
+    assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(1, 8), (2, 16), (2, 20)]
+    assert all(0 < float(r["test_mse"]) < 1 and int(r["skipped_steps"]) == 0 for r in rows)
+    assert float(rows[-1]["test_elbo"]) > float(rows[0]["test_elbo"])  # it learns
+    assert (run20.epoch, run20.step) == (2, 20)
+    assert run20.metrics["step"] == 20
+
+
+def test_the_learning_rate_decays_every_few_epochs_across_a_resume(strokes, tmp_path):
+    cfg = small(lr_decay_every=2, lr_decay=0.5)
+    train(cfg, tmp_path / "run", strokes, epochs=1)
+    run = train(cfg, tmp_path / "run", strokes, epochs=4, resume=True)
+    assert [float(r["lr"]) for r in metrics_rows(run.path)] == [1e-3, 1e-3, 5e-4, 5e-4]
+
+
+# ---------------------------------------------------------------------------- resuming
+def test_an_interrupted_run_resumes_as_if_it_had_never_stopped(run20, strokes, tmp_path):
+    out = tmp_path / "run"
+    train(small(), out, strokes, max_steps=10)
+    resumed = train(small(), out, strokes, max_steps=20, resume=True)
+
+    assert (resumed.epoch, resumed.step) == (2, 20)
+    torch.testing.assert_close(weights(resumed), weights(run20))
+    rows = metrics_rows(out)
+    assert [int(r["step"]) for r in rows] == [8, 10, 16, 20]
+    straight = {r["step"]: r for r in metrics_rows(run20.path)}
+    for row in rows[2:]:
+        assert float(row["test_elbo"]) == pytest.approx(float(straight[row["step"]]["test_elbo"]))
+
+
+def test_resuming_with_more_epochs_trains_on(run20, strokes, tmp_path):
+    out = copy_run(run20, tmp_path)
+    resumed = train(small(), out, strokes, max_steps=24, resume=True)
+    assert resumed.step == 24
+    assert [int(r["step"]) for r in metrics_rows(out)] == [8, 16, 20, 24]
+
+
+def test_rows_written_after_the_last_checkpoint_are_dropped_on_resume(run20, strokes, tmp_path):
+    out = copy_run(run20, tmp_path)
+    with open(out / "metrics.csv", "a") as file:  # a row whose checkpoint never got written
+        file.write("3,24,1.0,1.0,1.0,0.001,0,1.0\n")
+    train(small(), out, strokes, max_steps=22, resume=True)
+    assert [int(r["step"]) for r in metrics_rows(out)] == [8, 16, 20, 22]
+
+
+@pytest.mark.parametrize("change, named", [(dict(lr=5e-4), "lr"), (dict(z_dim=7), "z_dim")])
+def test_resume_refuses_other_settings(run20, strokes, change, named):
+    with pytest.raises(CheckpointError, match=f"{named} .*another --out"):
+        train(small(**change), run20.path, strokes, max_steps=30, resume=True)
+
+
+def test_resume_refuses_another_seed(run20, strokes):
+    with pytest.raises(CheckpointError, match=r"seed \(0 vs 1\)"):
+        train(small(), run20.path, strokes, max_steps=30, resume=True, seed=1)
+
+
+def test_an_existing_run_is_never_overwritten(run20, strokes):
+    before = (run20.path / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(small(), run20.path, strokes, max_steps=5)
+    assert (run20.path / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_needs_a_checkpoint(strokes, tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(small(), tmp_path / "new", strokes, max_steps=5, resume=True)
+
+
+# ---------------------------------------------------------------------------- bad steps
+def poison_call(monkeypatch, call: int, where: str):
+    """Make the ELBO's ``call``-th evaluation non-finite: in the loss, or only in its gradient."""
+    elbo = pyro.infer.Trace_ELBO
+    clean = elbo.differentiable_loss
+    calls = []
+
+    def poisoned(self, model, guide, *args, **kwargs):
+        loss = clean(self, model, guide, *args, **kwargs)
+        calls.append(1)
+        if len(calls) != call:
+            return loss
+        if where == "loss":
+            return loss * float("nan")
+        # sqrt at 0: the value stays finite, the gradient is inf * 0 = nan
+        return loss + torch.sqrt(0 * next(model.parameters()).sum())
+
+    monkeypatch.setattr(elbo, "differentiable_loss", poisoned)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_non_finite_step_is_skipped_counted_and_reported(strokes, tmp_path, monkeypatch,
+                                                           capsys, where):
+    clean = train(small(), tmp_path / "clean", strokes, max_steps=2)
+    poison_call(monkeypatch, call=3, where=where)
+    poisoned = train(small(), tmp_path / "poisoned", strokes, max_steps=3)
+
+    # (the BatchNorm statistics of the skipped forward pass stay: finite inputs and weights
+    # keep them finite)
+    torch.testing.assert_close(weights(poisoned, buffers=False), weights(clean, buffers=False),
+                               rtol=0, atol=0)
+    adam = torch.load(poisoned.path / "checkpoint.pt", weights_only=True)["optimizer"]
+    assert all(int(s["step"]) == 2 for s in adam["state"].values())  # Adam never saw it
+    assert poisoned.metrics["skipped_steps"] == 1
+    assert "step 3: the loss or its gradient is not finite" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_training_goes_on_after_a_skipped_step(strokes, tmp_path, monkeypatch):
+    poison_call(monkeypatch, call=2, where="loss")
+    run = train(small(), tmp_path / "run", strokes, max_steps=4)
+    assert all(torch.isfinite(w).all() for w in weights(run).values())
+    assert [int(r["skipped_steps"]) for r in metrics_rows(run.path)] == [1]
+    assert run.metrics["train_loss"] == run.metrics["train_loss"]  # not nan: 3 good steps
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def test_load_run_gives_back_the_trained_model(run20):
+    loaded = load_run(run20.path)
+    assert (loaded.epoch, loaded.step, loaded.config) == (2, 20, run20.config)
+    assert not loaded.model.training and not loaded.guide.training
+    images = data.load_images("strokes", train=False, image_size=SIZE, limit=5).images
+    with torch.no_grad():
+        loc, scale = run20.guide.encode(images)
+        loaded_loc, loaded_scale = loaded.guide.encode(images)
+        torch.testing.assert_close((loaded_loc, loaded_scale), (loc, scale), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.model.decode(loc).canvas,
+                                   run20.model.decode(loc).canvas, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_checkpoint_is_a_clear_error(run20, strokes, tmp_path, damage):
+    out = copy_run(run20, tmp_path)
+    checkpoint = out / "checkpoint.pt"
+    content = checkpoint.read_bytes()
+    checkpoint.write_bytes({"garbage": b"not a checkpoint" * 10,
+                            "truncated": content[: len(content) // 2], "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_run(out)
+    with pytest.raises(CheckpointError, match="damaged"):
+        train(small(), out, strokes, max_steps=30, resume=True)
+
+
+def test_load_run_refuses_a_checkpoint_of_another_config(run20, tmp_path):
+    out = copy_run(run20, tmp_path)
+    settings = json.loads((out / "config.json").read_text())
+    settings["lr"] = 0.5
+    (out / "config.json").write_text(json.dumps(settings))
+    with pytest.raises(CheckpointError, match=r"lr \(0.001 vs 0.5\)"):
+        load_run(out)
+
+
+def test_load_run_needs_a_checkpoint(tmp_path):
+    small().save(tmp_path / "config.json")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_run(tmp_path)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def test_evaluate_measures_the_guide_mean_reconstruction(run20):
+    images = data.load_images("strokes", train=False, image_size=SIZE, limit=40).images
+    run20.model.train()
+    random_state = torch.get_rng_state()
+    metrics = evaluate(run20.model, run20.guide, images, batch_size=16)
+
+    assert run20.model.training and not run20.guide.training  # modes given back
+    assert torch.equal(torch.get_rng_state(), random_state)  # training's stream untouched
+    run20.model.eval()
+    with torch.no_grad():
+        canvas = run20.model.decode(run20.guide.encode(images)[0]).canvas
+    assert metrics["mse_per_pixel"] == pytest.approx((canvas - images).square().mean().item(),
+                                                     rel=1e-5)
+    assert metrics["n_images"] == 40 and metrics["kl_weight"] == 1.0
+    # the ELBO's samples come from a fixed seed: numbers of two epochs are comparable
+    assert evaluate(run20.model, run20.guide, images, batch_size=16) == metrics
+
+
+# ---------------------------------------------------------------------------- models, devices
+def test_build_makes_the_model_the_config_names():
+    model, guide = build(small())
+    assert type(model).__name__ == "RNP"
+    baseline, _ = build(small(model="convvae"))
+    assert type(baseline).__name__ == "ConvVAE"
+    assert callable(guide.encode)
+
+
+def test_the_convvae_baseline_trains_too(strokes, tmp_path):
+    run = train(small(model="convvae"), tmp_path / "vae", strokes, max_steps=3)
+    assert run.step == 3 and (run.path / "samples.png").exists()
+    assert load_run(run.path).config.model == "convvae"
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
