@@ -1,6 +1,32 @@
-"""Recursive Neural Programs as Pyro models."""
+"""Recursive Neural Programs as Pyro models.
 
-from . import presets
-from .config import RNPConfig
+    cfg = rnp_pyro.presets.get("fashion")
+    model = rnp_pyro.RNP(cfg)                  # model(x) is the Pyro model
+    guide = rnp_pyro.guides.EncoderGuide(cfg)  # guide(x) samples q(z^K | x)
+    tree = model.decode(guide.encode(x)[0])    # the parse tree
+    run = rnp_pyro.fit(cfg, "runs/fashion")    # or: rnp-pyro fit --dataset fashion
+"""
 
-__all__ = ["RNPConfig", "presets"]
+import pyro
+
+# Parameters live in their modules (PyroModule), not in Pyro's global store: a model
+# is then an ordinary torch module, checkpoints are state_dicts, and two models in
+# one process never share a learned parameter by name.
+pyro.settings.set(module_local_params=True)
+
+from . import baselines, data, guides, presets, spatial  # noqa: E402
+from .baselines import ConvVAE  # noqa: E402
+from .config import RNPConfig  # noqa: E402
+from .evaluate import evaluate, evaluate_run  # noqa: E402
+from .model import RNP  # noqa: E402
+from .run import Run, load_run  # noqa: E402
+from .train import fit  # noqa: E402
+from .tree import Level, Tree  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RNP", "ConvVAE", "RNPConfig", "Run", "Tree", "Level",
+    "fit", "evaluate", "evaluate_run", "load_run",
+    "baselines", "data", "guides", "presets", "spatial",
+]
