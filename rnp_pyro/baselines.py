@@ -79,7 +79,8 @@ class ConvVAE(PyroModule):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
         cfg = self.cfg
         if x.dim() < 4 or tuple(x.shape[-3:]) != cfg.image_shape:
-            raise ValueError(f"the model needs images of shape (*B, {', '.join(map(str, cfg.image_shape))}), "
+            channels, height, width = cfg.image_shape
+            raise ValueError(f"the model needs images of shape (*B, {channels}, {height}, {width}), "
                              f"got {tuple(x.shape)}")
         prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
         with pyro.plate("data", x.shape[-4], dim=-1):

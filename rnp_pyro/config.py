@@ -43,6 +43,10 @@ class RNPConfig:
     hyper_width: int = 64
     hyper_state_layers: int = 4  # hidden layers of H_state (H_policy has one fewer)
     hyper_policy_layers: int = 3
+    # Initial std of the hypernetworks' output weights; fixed gains divide it back out,
+    # so each generated tensor changes by about lr / hyper_output_std of its size per
+    # Adam step whatever its fan-in (docs/architecture.md, benchmarks/RESULTS.md).
+    hyper_output_std: float = 0.25
     program_encoder: tuple[int, int] = (64, 32)  # [z; a] -> 64 -> 32
     patch_hidden: int = 64  # z -> 64 -> C*H*W
     patch_activation: str = "relu6"  # "relu6" (authors' code) or "sigmoid"
@@ -117,6 +121,7 @@ class RNPConfig:
         need(self.z_dim >= 1, f"z_dim must be positive, got {self.z_dim}")
         need(len(self.taus) >= 1 and all(t >= 1 for t in self.taus),
              f"taus needs at least one positive step count, got {self.taus}")
+        need(self.hyper_output_std > 0, f"hyper_output_std must be positive, got {self.hyper_output_std}")
         need(self.scale_offset > 0, f"scale_offset must be positive, got {self.scale_offset}")
         need(self.likelihood in LIKELIHOODS,
              f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")

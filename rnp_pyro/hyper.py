@@ -54,7 +54,8 @@ class HyperNetwork(nn.Module):
     The output is sliced into the named tensors of ``layout``, as in the authors' code.
     """
 
-    def __init__(self, z_dim: int, width: int, layers: int, layout: dict[str, tuple[int, ...]]):
+    def __init__(self, z_dim: int, width: int, layers: int, layout: dict[str, tuple[int, ...]],
+                 output_std: float = 0.25):
         super().__init__()
         trunk: list[nn.Module] = [nn.LayerNorm(z_dim)]
         for i in range(layers):
@@ -67,13 +68,14 @@ class HyperNetwork(nn.Module):
             self.slices[name] = slice(offset, offset + math.prod(shape))
             offset += math.prod(shape)
         self.out = nn.Linear(width, offset, bias=False)
-        nn.init.normal_(self.out.weight)
-        # Each generated tensor is the unit-scale output times a fixed gain: weights
-        # start at the usual 1/sqrt(fan_in) scale, biases near zero (the trunk's output
-        # has unit scale), and Adam's steps stay small relative to every generated
-        # tensor however large its fan-in (an equalised learning rate).
+        nn.init.normal_(self.out.weight, std=output_std)
+        # Each generated tensor is the output times a fixed gain: weights start at the
+        # usual 1/sqrt(fan_in) scale and biases near zero (the trunk's output has unit
+        # scale), and Adam's steps have the same size relative to every generated
+        # tensor, however large its fan-in (an equalised learning rate).
         self.gains = {
-            name: (1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1) / math.sqrt(width)
+            name: (1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.1)
+            / (math.sqrt(width) * output_std)
             for name, shape in layout.items()
         }
 

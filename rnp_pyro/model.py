@@ -33,10 +33,12 @@ class RNP(PyroModule):
         self.cfg = cfg
         copies = 1 if cfg.shared_hypernetworks else len(cfg.taus)
         self.hyper_state = nn.ModuleList(
-            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_state_layers, state_layout(cfg))
+            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_state_layers, state_layout(cfg),
+                         cfg.hyper_output_std)
             for _ in range(copies))
         self.hyper_policy = nn.ModuleList(
-            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_policy_layers, policy_layout(cfg))
+            HyperNetwork(cfg.z_dim, cfg.hyper_width, cfg.hyper_policy_layers, policy_layout(cfg),
+                         cfg.hyper_output_std)
             for _ in range(copies))
         self.likelihood = Likelihood(cfg)
 

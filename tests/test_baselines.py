@@ -45,8 +45,9 @@ def test_decode_shapes_with_leading_dims(channels, size):
 
 
 def test_decode_is_deterministic_in_eval_mode():
-    model = ConvVAE(presets.get("fashion")).eval()
-    z = torch.randn(4, 16)
+    cfg = presets.get("fashion")
+    model = ConvVAE(cfg).eval()
+    z = torch.randn(4, cfg.z_dim)
     assert torch.equal(model.decode(z).canvas, model.decode(z).canvas)
 
 
