@@ -65,7 +65,9 @@ def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--skip-depth-first", is_flag=True, help="Leave out the slow reference.")
-def main(names, steps, batch_size, device, skip_depth_first):
+@click.option("--decoder-variants", is_flag=True,
+              help="Also time the other patch-decoder settings on the first preset.")
+def main(names, steps, batch_size, device, skip_depth_first, decoder_variants):
     torch.manual_seed(0)
     print(f"date: {datetime.date.today()}  machine: {platform.machine()} "
           f"{platform.processor() or ''} {torch.get_num_threads()} threads  device: {device}"
@@ -90,6 +92,13 @@ def main(names, steps, batch_size, device, skip_depth_first):
         if name == names.split(",")[0]:
             vae = ConvVAE(cfg.replace(model="convvae"), target_params=n_params).to(device)
             runs.append(("conv VAE baseline", vae, vae, sum(p.numel() for p in vae.parameters())))
+            if decoder_variants:
+                for materialize, bf16 in ((False, False), (True, False)):
+                    variant = RNP(cfg.replace(materialize_weights=materialize,
+                                              bf16_decoder=bf16)).to(device)
+                    label = (f"RNP, decoder {'materialised' if materialize else 'factored'}, "
+                             f"{'bf16' if bf16 else 'fp32'}")
+                    runs.append((label, variant, variant, n_params))
         for label, model, module, count in runs:
             pyro.clear_param_store()
             rate = images_per_second(model, guide, [module, guide], images, batch_size, steps)
