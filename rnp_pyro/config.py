@@ -15,7 +15,6 @@ from pathlib import Path
 
 LIKELIHOODS = ("normal", "laplace", "continuous_bernoulli", "bernoulli")
 MODELS = ("rnp", "convvae")
-PART_LOSS_TARGETS = ("composite",)
 
 
 class ConfigError(ValueError):
@@ -70,8 +69,9 @@ class RNPConfig:
     # the papers' loss: sum of squared errors + 0.1 * KL.
     obs_scale: float | None = math.sqrt(0.05)
     kl_weight: float = 1.0  # weight of the latent sites' log-density ratio (annealing)
-    part_loss_weight: float = 0.0  # the papers' eq. 2, a factor on the top-level parts
-    part_loss_target: str = "composite"
+    # The papers' eq. 2 as a factor: each top-level part's composite against the crop
+    # of x under its action (variant (a) of the authors' code).
+    part_loss_weight: float = 0.0
 
     # --- optimisation ---
     lr: float = 1e-4
@@ -129,8 +129,6 @@ class RNPConfig:
              f"obs_scale must be positive or None (learned), got {self.obs_scale}")
         need(self.patch_activation in ("relu6", "sigmoid"),
              f"patch_activation must be 'relu6' or 'sigmoid', got {self.patch_activation!r}")
-        need(self.part_loss_target in PART_LOSS_TARGETS,
-             f"part_loss_target must be one of {PART_LOSS_TARGETS}")
         need(self.kl_weight >= 0 and self.part_loss_weight >= 0, "loss weights must be >= 0")
         need(self.encoder_convs >= 0 and self.image_size - 4 * self.encoder_convs >= 1,
              f"{self.encoder_convs} valid 5x5 convolutions do not fit a {self.image_size}px image")

@@ -59,13 +59,13 @@ class RNP(PyroModule):
         pixels = program.decode_patches(state, latents, self.cfg.patch_activation, hyper, dtype)
         return pixels.reshape(*latents.shape[:2], *self.cfg.image_shape)
 
-    def grow(self, z: torch.Tensor, stochastic: bool | None = None):
+    def grow(self, z: torch.Tensor, stochastic: bool | None = None, patches: bool = True):
         """Run the programs top-down from z^K (*B, |z|).
 
         Returns per depth the latents (N, n, |z|) and actions (N, n, 6) with the
-        batch flattened to N, and the leaf patches (N, n_leaves, C, H, W). Under
-        ``stochastic`` each level below the top is sampled (site ``z{k}``) around
-        the latents its parents' programs emit.
+        batch flattened to N, and the leaf patches (N, n_leaves, C, H, W), or None
+        without ``patches``. Under ``stochastic`` each level below the top is sampled
+        (site ``z{k}``) around the latents its parents' programs emit.
         """
         cfg = self.cfg
         stochastic = cfg.stochastic_levels if stochastic is None else stochastic
@@ -74,20 +74,20 @@ class RNP(PyroModule):
         n_batch = flat.shape[0]
         latents = [flat]
         actions = [flat.new_zeros(n_batch, 1, spatial.ACTION_DIM)]
-        patches = None
+        leaf_patches = None
         for depth, tau in enumerate(cfg.taus):
             parents = latents[-1].reshape(-1, cfg.z_dim)
             last = depth == len(cfg.taus) - 1
-            state, policy = self.programs(parents, depth, leaves_next=last)
+            state, policy = self.programs(parents, depth, leaves_next=last and patches)
             children, moves = program.run(state, policy, tau)  # (N*n, tau, .)
             if stochastic:
                 children = self._sample_level(children, lead, depth + 1)
-            if last:
-                patches = self.patches(state, children, depth).reshape(
+            if last and patches:
+                leaf_patches = self.patches(state, children, depth).reshape(
                     n_batch, -1, *cfg.image_shape)
             latents.append(children.reshape(n_batch, -1, cfg.z_dim))
             actions.append(moves.reshape(n_batch, -1, spatial.ACTION_DIM))
-        return latents, actions, patches
+        return latents, actions, leaf_patches
 
     def _sample_level(self, means: torch.Tensor, lead: torch.Size, depth: int) -> torch.Tensor:
         """Sample one whole tree level, site z{K - depth}, event (nodes, |z|)."""
@@ -136,7 +136,7 @@ class RNP(PyroModule):
 
         Guides that only infer z^K call this to complete the latent set.
         """
-        self.grow(z, stochastic=True)
+        self.grow(z, stochastic=True, patches=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The Pyro model of a batch of images x (B, C, H, W); returns the root canvas."""

@@ -189,3 +189,18 @@ def test_per_level_hypernetworks_option():
     assert len(model.hyper_state) == len(cfg.taus)
     z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
     torch.testing.assert_close(model.double().decode(z).canvas, depth_first_canvas(model, z))
+
+
+def test_stochastic_levels_train_with_the_encoder_guide():
+    from rnp_pyro.guides import EncoderGuide
+    cfg = small(stochastic_levels=True)
+    model = RNP(cfg)
+    guide = EncoderGuide(cfg, model=model)
+    x = torch.rand(4, 1, 12, 12)
+    guide_trace = poutine.trace(guide).get_trace(x)
+    assert {"z2", "z1", "z0"} <= set(guide_trace.nodes)
+    elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    loss = elbo.differentiable_loss(model, guide, x)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in guide.parameters())
