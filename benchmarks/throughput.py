@@ -37,7 +37,7 @@ def depth_first_model(rnp: RNP):
         prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample(top_site(cfg), prior)
-            pyro.sample("x", rnp.likelihood(depth_first_canvas(rnp, z)), obs=x)
+            rnp.likelihood.observe(depth_first_canvas(rnp, z), x)
 
     return model
 
@@ -100,7 +100,6 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants):
                              f"{'bf16' if bf16 else 'fp32'}")
                     runs.append((label, variant, variant, n_params))
         for label, model, module, count in runs:
-            pyro.clear_param_store()
             rate = images_per_second(model, guide, [module, guide], images, batch_size, steps)
             print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} |",
                   flush=True)

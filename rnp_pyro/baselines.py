@@ -78,16 +78,12 @@ class ConvVAE(PyroModule):
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
         cfg = self.cfg
-        if x.dim() < 4 or tuple(x.shape[-3:]) != cfg.image_shape:
-            channels, height, width = cfg.image_shape
-            raise ValueError(f"the model needs images of shape (*B, {channels}, {height}, {width}), "
-                             f"got {tuple(x.shape)}")
         prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
         with pyro.plate("data", x.shape[-4], dim=-1):
             with poutine.scale(scale=cfg.kl_weight):
                 z = pyro.sample(top_site(cfg), prior)
             canvas = self.decode(z).canvas
-            pyro.sample("x", self.likelihood(canvas), obs=x)
+            self.likelihood.observe(canvas, x)
 
     def decode(self, z: torch.Tensor) -> Tree:
         """(*B, |z|) latents -> a one-level tree whose root canvas is the decoded image."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyro
 import torch
 import torch.distributions.constraints as constraints
 import pyro.distributions as dist
@@ -24,6 +25,7 @@ class Likelihood(PyroModule):
     def __init__(self, cfg: RNPConfig):
         super().__init__()
         self.kind = cfg.likelihood
+        self.image_shape = cfg.image_shape
         self.fixed_scale = cfg.obs_scale
         if cfg.obs_scale is None and self.kind in ("normal", "laplace"):
             self.scale = PyroParam(torch.full((), 0.2), constraint=constraints.positive)
@@ -37,3 +39,11 @@ class Likelihood(PyroModule):
         if self.kind == "continuous_bernoulli":
             return dist.ContinuousBernoulli(probs=probs).to_event(3)
         return dist.Bernoulli(probs=probs, validate_args=False).to_event(3)
+
+    def observe(self, canvas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The observation site ``x`` given the mean canvas, after checking x's shape."""
+        if x.dim() < 4 or tuple(x.shape[-3:]) != self.image_shape:
+            channels, height, width = self.image_shape
+            raise ValueError(f"the model needs images of shape (*B, {channels}, {height}, {width}), "
+                             f"got {tuple(x.shape)}")
+        return pyro.sample("x", self(canvas), obs=x)

@@ -146,7 +146,7 @@ class RNP(PyroModule):
             with poutine.scale(scale=cfg.kl_weight):
                 z = pyro.sample(top_site(cfg), prior)
                 tree = self.decode(z)
-            pyro.sample("x", self.likelihood(tree.canvas), obs=x)
+            self.likelihood.observe(tree.canvas, x)
             if cfg.part_loss_weight > 0:
                 pyro.factor("parts", -cfg.part_loss_weight * part_loss(tree, x, cfg))
         return tree.canvas

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import pyro
 import torch
 
 from .baselines import ConvVAE
@@ -165,8 +164,6 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
             f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
             f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
             f"train again")
-    # parameters live in the modules: nothing may come from a stale global store
-    pyro.clear_param_store()
     model, guide = build(cfg)
     load_weights(model, state["model"], "model", path)
     load_weights(guide, state["guide"], "guide", path)

@@ -67,7 +67,6 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / CONFIG_FILE)
 
-    pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     model, guide = build(cfg)
     training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,

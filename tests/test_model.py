@@ -204,3 +204,9 @@ def test_stochastic_levels_train_with_the_encoder_guide():
     assert torch.isfinite(loss)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in guide.parameters())
+
+
+def test_model_rejects_images_of_another_shape():
+    cfg = small()
+    with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 12, 12\)"):
+        RNP(cfg)(torch.rand(2, 1, 10, 10))
