@@ -9,6 +9,7 @@ import pyro
 import torch
 
 from . import data
+from .modes import evaluating
 from .run import load_run, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
@@ -29,21 +30,14 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     so evaluating in the middle of training does not change the training.
     """
     elbo = pyro.infer.Trace_ELBO(num_particles=num_particles)
-    modes = {module: module.training for module in (*model.modules(), *guide.modules())}
-    model.eval()
-    guide.eval()
     cuda = [images.device] if images.device.type == "cuda" else []
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            squared_error = loss = images.new_zeros(())
-            for x in images.split(batch_size):
-                loc, _ = guide.encode(x)
-                squared_error = squared_error + (model.decode(loc).canvas - x).square().sum()
-                loss = loss + elbo.differentiable_loss(model, guide, x)
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    with evaluating(model, guide), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        squared_error = loss = images.new_zeros(())
+        for x in images.split(batch_size):
+            loc, _ = guide.encode(x)
+            squared_error = squared_error + (model.decode(loc).canvas - x).square().sum()
+            loss = loss + elbo.differentiable_loss(model, guide, x)
     return {
         "n_images": len(images),
         "mse_per_pixel": squared_error.item() / images.numel(),

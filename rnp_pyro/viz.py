@@ -7,7 +7,6 @@ Canvases are sums of placed parts, so they are clamped to [0, 1] for display.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
+from .modes import evaluating
 from .tree import Tree
 
 PART_COLOURS = (
@@ -101,26 +101,12 @@ def save_run_figures(model, guide, images: torch.Tensor, out_dir: str | Path, n:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = images[:n]
-    with _evaluating(model, guide):
+    with evaluating(model, guide):
         loc, _ = guide.encode(images)
         parsed = model.decode(loc)
         sampled = model.sample(n)
     return [parse_figure(parsed, images, out_dir / "reconstructions.png", max_images=n),
             samples_figure(sampled, out_dir / "samples.png")]
-
-
-@contextmanager
-def _evaluating(*modules):
-    """Eval mode without gradients; afterwards every submodule gets its own training flag back."""
-    modes = {sub: sub.training for module in modules for sub in module.modules()}
-    for module in modules:
-        module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for sub, training in modes.items():
-            sub.training = training
 
 
 def _display(canvases: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,25 @@
+"""Running models for inspection rather than training."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def evaluating(*modules: torch.nn.Module):
+    """Eval mode without gradients; afterwards every submodule gets its own training flag back.
+
+    Restoring each submodule (not just the top) keeps a deliberately frozen part,
+    such as a BatchNorm left in eval mode, frozen.
+    """
+    modes = {sub: sub.training for module in modules for sub in module.modules()}
+    for module in modules:
+        module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
