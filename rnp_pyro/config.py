@@ -47,7 +47,11 @@ class RNPConfig:
     # Adam step whatever its fan-in (docs/architecture.md, benchmarks/RESULTS.md).
     hyper_output_std: float = 0.25
     program_encoder: tuple[int, int] = (64, 32)  # [z; a] -> 64 -> 32
-    patch_hidden: int = 64  # z -> 64 -> C*H*W
+    patch_hidden: int = 64  # z -> 64 -> C*P*P
+    # Side P of the leaf patches in pixels (None: the image size, as in the papers). A
+    # leaf is drawn at 1/(s_1 s_2 ...) of the frame, so a full-size patch is mostly
+    # skipped by bilinear placement; a smaller patch is used whole.
+    patch_size: int | None = None
     patch_activation: str = "relu6"  # "relu6" (authors' code) or "sigmoid"
     # Generate each node's patch-decoder output matrix (True), or apply it as one
     # dense product over (hidden x hypernetwork state) without generating it (False,
@@ -102,6 +106,11 @@ class RNPConfig:
         return (self.channels, self.image_size, self.image_size)
 
     @property
+    def patch_shape(self) -> tuple[int, int, int]:
+        side = self.patch_size or self.image_size
+        return (self.channels, side, side)
+
+    @property
     def nodes_per_level(self) -> tuple[int, ...]:
         """Nodes per latent level, top first: (1, tau_K, tau_K * tau_{K-1}, ...)."""
         counts = [1]
@@ -122,6 +131,8 @@ class RNPConfig:
         need(len(self.taus) >= 1 and all(t >= 1 for t in self.taus),
              f"taus needs at least one positive step count, got {self.taus}")
         need(self.hyper_output_std > 0, f"hyper_output_std must be positive, got {self.hyper_output_std}")
+        need(self.patch_size is None or self.patch_size >= 2,
+             f"patch_size must be at least 2 (or None for the image size), got {self.patch_size}")
         need(self.scale_offset > 0, f"scale_offset must be positive, got {self.scale_offset}")
         need(self.likelihood in LIKELIHOODS,
              f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")

@@ -10,6 +10,7 @@ the tree (0 = root) holds latent level K - d; program depth d runs ``taus[d]`` s
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import pyro
 import pyro.distributions as dist
 from pyro import poutine
@@ -53,17 +54,17 @@ class RNP(PyroModule):
         return self.hyper_state[i](z, upto=upto), self.hyper_policy[i](z)
 
     def patches(self, state: dict, latents: torch.Tensor, depth: int) -> torch.Tensor:
-        """Leaf patches (N, T, C, H, W) of latents (N, T, |z|) from the programs at ``depth``."""
+        """Leaf patches (N, T, C, P, P) of latents (N, T, |z|) from the programs at ``depth``."""
         hyper = self.hyper_state[0 if self.cfg.shared_hypernetworks else depth]
         dtype = torch.bfloat16 if self.cfg.bf16_decoder else None
         pixels = program.decode_patches(state, latents, self.cfg.patch_activation, hyper, dtype)
-        return pixels.reshape(*latents.shape[:2], *self.cfg.image_shape)
+        return pixels.reshape(*latents.shape[:2], *self.cfg.patch_shape)
 
     def grow(self, z: torch.Tensor, stochastic: bool | None = None, patches: bool = True):
         """Run the programs top-down from z^K (*B, |z|).
 
         Returns per depth the latents (N, n, |z|) and actions (N, n, 6) with the
-        batch flattened to N, and the leaf patches (N, n_leaves, C, H, W), or None
+        batch flattened to N, and the leaf patches (N, n_leaves, C, P, P), or None
         without ``patches``. Under ``stochastic`` each level below the top is sampled
         (site ``z{k}``) around the latents its parents' programs emit.
         """
@@ -84,7 +85,7 @@ class RNP(PyroModule):
                 children = self._sample_level(children, lead, depth + 1)
             if last and patches:
                 leaf_patches = self.patches(state, children, depth).reshape(
-                    n_batch, -1, *cfg.image_shape)
+                    n_batch, -1, *cfg.patch_shape)
             latents.append(children.reshape(n_batch, -1, cfg.z_dim))
             actions.append(moves.reshape(n_batch, -1, spatial.ACTION_DIM))
         return latents, actions, leaf_patches
@@ -97,22 +98,27 @@ class RNP(PyroModule):
         return sample.reshape(means.shape)
 
     def render(self, latents, actions, patches, lead: torch.Size) -> Tree:
-        """Place and sum canvases bottom-up; the leaves' canvases are their patches."""
+        """Place and sum canvases bottom-up; the leaves' canvases are their patches.
+
+        Leaves are placed from their patches, whatever the patch size; their canvases
+        in the tree are the patches resized to the image, so every level has
+        image-sized canvases.
+        """
         cfg = self.cfg
         canvases = [None] * len(latents)
         placed = [None] * len(latents)
-        canvases[-1] = patches
-        for depth in range(len(latents) - 1, -1, -1):
-            if depth < len(latents) - 1:
-                children = placed[depth + 1]
-                tau = cfg.taus[depth]
-                canvases[depth] = children.reshape(
-                    children.shape[0], -1, tau, *cfg.image_shape).sum(2)
-            if depth == 0:
-                placed[depth] = canvases[depth]
-            else:
-                placed[depth] = spatial.place(canvases[depth], actions[depth],
-                                              cfg.scale_offset, cfg.rotation_range)
+        leaf = len(latents) - 1
+        placed[leaf] = spatial.place(patches, actions[leaf], cfg.scale_offset,
+                                     cfg.rotation_range, size=cfg.image_size)
+        canvases[leaf] = patches if cfg.patch_shape == cfg.image_shape else F.interpolate(
+            patches.flatten(0, 1), size=cfg.image_size, mode="bilinear",
+            align_corners=True).unflatten(0, patches.shape[:2])
+        for depth in range(leaf - 1, -1, -1):
+            children = placed[depth + 1]
+            canvases[depth] = children.reshape(
+                children.shape[0], -1, cfg.taus[depth], *cfg.image_shape).sum(2)
+            placed[depth] = canvases[depth] if depth == 0 else spatial.place(
+                canvases[depth], actions[depth], cfg.scale_offset, cfg.rotation_range)
 
         def shaped(t):
             return t.reshape(*lead, *t.shape[1:])

@@ -32,5 +32,6 @@ def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
             drawn = model.patches(state, child.unsqueeze(1), depth)[:, 0]
         else:
             drawn = _node(model, child, depth + 1)
-        canvas = canvas + spatial.place(drawn, action, cfg.scale_offset, cfg.rotation_range)
+        canvas = canvas + spatial.place(drawn, action, cfg.scale_offset, cfg.rotation_range,
+                                        size=cfg.image_size)
     return canvas

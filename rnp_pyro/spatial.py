@@ -47,20 +47,28 @@ def invert(theta: torch.Tensor) -> torch.Tensor:
     return torch.cat([inverse, -inverse @ shift], -1)
 
 
-def warp(image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Bilinear sampling of ``image`` (*, C, H, W) at ``theta`` applied to the output grid."""
+def warp(image: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Bilinear sampling of ``image`` (*, C, h, w) at ``theta`` applied to the output grid.
+
+    The output is ``size`` x ``size`` pixels (default: the input's size); coordinates
+    are in [-1, 1] on both sides, so an image of any resolution fills the same frame.
+    """
     lead = image.shape[:-3]
     flat = image.reshape(-1, *image.shape[-3:])
+    height, width = (size, size) if size else flat.shape[-2:]
     theta = theta.expand(*lead, 2, 3).reshape(-1, 2, 3)
-    grid = F.affine_grid(theta, list(flat.shape), align_corners=True)
+    grid = F.affine_grid(theta, [flat.shape[0], flat.shape[1], height, width], align_corners=True)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(*lead, *out.shape[-3:])
 
 
 def place(child_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,
-          rotation_range: float = math.pi) -> torch.Tensor:
-    """A child's canvas (*, C, H, W) drawn in its parent's frame under ``action`` (*, 6)."""
-    return warp(child_canvas, affine_matrices(action, scale_offset, rotation_range))
+          rotation_range: float = math.pi, size: int | None = None) -> torch.Tensor:
+    """A child's canvas (*, C, h, w) drawn in its parent's frame under ``action`` (*, 6).
+
+    The parent's frame is ``size`` pixels square (default: the child's size).
+    """
+    return warp(child_canvas, affine_matrices(action, scale_offset, rotation_range), size)
 
 
 def crop(parent_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,

@@ -18,6 +18,7 @@ class Level:
     latents: torch.Tensor  # (*B, n, |z|)
     actions: torch.Tensor  # (*B, n, 6) placing each node in its parent's frame (zeros at the root)
     canvases: torch.Tensor  # (*B, n, C, H, W) each node's canvas in its own frame
+    #                         (leaves: their patches, resized to H x W if cfg.patch_size)
     placed: torch.Tensor  # (*B, n, C, H, W) each canvas in its parent's frame (root: its own)
 
     @property

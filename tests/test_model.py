@@ -10,7 +10,7 @@ from pyro.poutine.util import site_is_subsample
 from pyro.infer import Predictive, Trace_ELBO
 
 from rnp_pyro import presets, spatial
-from rnp_pyro.config import site_name, top_site
+from rnp_pyro.config import ConfigError, site_name, top_site
 from rnp_pyro.model import RNP, part_loss
 from rnp_pyro.reference import depth_first_canvas
 
@@ -37,6 +37,29 @@ def test_decode_equals_depth_first_reference(taus):
     reference = depth_first_canvas(model, z)
     assert tree.canvas.abs().sum() > 0
     torch.testing.assert_close(tree.canvas, reference, rtol=1e-9, atol=1e-9)
+
+
+def test_small_patches_are_placed_into_full_size_frames():
+    cfg = small(taus=(3, 2), channels=3, patch_size=5)
+    model = RNP(cfg).double()
+    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    tree = model.decode(z)
+    for level in tree.levels:
+        assert level.canvases.shape == level.placed.shape == (4, level.size, 3, 12, 12)
+    torch.testing.assert_close(tree.canvas, depth_first_canvas(model, z), rtol=1e-9, atol=1e-9)
+
+
+def test_placing_under_the_identity_map_is_bilinear_resizing():
+    patch = torch.rand(2, 3, 5, 5)
+    identity = torch.zeros(2, 6)  # scale a + 1 + offset = 1 with offset 0, no rotation or shift
+    placed = spatial.place(patch, identity, scale_offset=0.0, size=12)
+    resized = torch.nn.functional.interpolate(patch, size=12, mode="bilinear", align_corners=True)
+    torch.testing.assert_close(placed, resized)
+
+
+def test_config_rejects_a_patch_of_one_pixel():
+    with pytest.raises(ConfigError, match="patch_size"):
+        small(patch_size=1)
 
 
 def test_tree_shapes_and_structure():
@@ -143,8 +166,9 @@ def test_normal_elbo_matches_papers_loss():
     torch.testing.assert_close(-trace.nodes["x"]["log_prob"], sse / 0.1 + const)
 
 
-def test_part_loss_is_zero_for_a_perfect_part_and_has_no_target_gradient():
-    cfg = small(taus=(2, 2))
+@pytest.mark.parametrize("taus, patch_size", [((2, 2), None), ((2,), 5)])
+def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_size):
+    cfg = small(taus=taus, patch_size=patch_size)
     model = RNP(cfg)
     z = torch.randn(2, cfg.z_dim)
     tree = model.decode(z)
