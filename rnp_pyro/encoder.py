@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import RNPConfig
+from .data import check_batch_shape
 
 SCALE_FLOOR = 1e-4
 
@@ -64,10 +65,7 @@ class ResNetEncoder(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.dim() < 4 or tuple(x.shape[-3:]) != self.image_shape:
-            channels, height, width = self.image_shape
-            raise ValueError(f"the encoder needs images of shape (*B, {channels}, {height}, {width}), "
-                             f"got {tuple(x.shape)}")
+        check_batch_shape(x, self.image_shape, "the encoder")
         batch = x.shape[:-3]
         images = x.reshape(-1, *self.image_shape).contiguous(memory_format=torch.channels_last)
         hidden = self.dense(self.features(images))

@@ -9,6 +9,7 @@ import pyro.distributions as dist
 from pyro.nn import PyroModule, PyroParam
 
 from .config import RNPConfig
+from .data import check_batch_shape
 
 _EPS = 1e-4
 
@@ -42,8 +43,5 @@ class Likelihood(PyroModule):
 
     def observe(self, canvas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The observation site ``x`` given the mean canvas, after checking x's shape."""
-        if x.dim() < 4 or tuple(x.shape[-3:]) != self.image_shape:
-            channels, height, width = self.image_shape
-            raise ValueError(f"the model needs images of shape (*B, {channels}, {height}, {width}), "
-                             f"got {tuple(x.shape)}")
+        check_batch_shape(x, self.image_shape, "the model")
         return pyro.sample("x", self(canvas), obs=x)
