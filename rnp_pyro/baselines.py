@@ -15,6 +15,7 @@ from pyro.nn import PyroModule
 
 from .config import ConfigError, RNPConfig, top_site
 from .likelihood import Likelihood
+from .plates import data_plate
 from .spatial import ACTION_DIM
 from .tree import Level, Tree
 
@@ -76,10 +77,11 @@ class ConvVAE(PyroModule):
         self.decoder = _decoder(cfg, self.width)
         self.likelihood = Likelihood(cfg)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> None:
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None) -> None:
         cfg = self.cfg
         prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
-        with pyro.plate("data", x.shape[-4], dim=-1):
+        with data_plate(x, indices, dataset_size):
             with poutine.scale(scale=cfg.kl_weight):
                 z = pyro.sample(top_site(cfg), prior)
             canvas = self.decode(z).canvas

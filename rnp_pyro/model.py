@@ -21,6 +21,7 @@ from . import program, spatial
 from .config import RNPConfig, site_name, top_site
 from .hyper import HyperNetwork, policy_layout, state_layout
 from .likelihood import Likelihood
+from .plates import data_plate
 from .tree import Level, Tree
 
 
@@ -144,11 +145,16 @@ class RNP(PyroModule):
         """
         self.grow(z, stochastic=True, patches=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The Pyro model of a batch of images x (B, C, H, W); returns the root canvas."""
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None) -> torch.Tensor:
+        """The Pyro model of a batch of images x (B, C, H, W); returns the root canvas.
+
+        ``indices`` and ``dataset_size`` subsample the ``data`` plate (see
+        :func:`rnp_pyro.plates.data_plate`), for guides with parameters per image.
+        """
         cfg = self.cfg
         prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
-        with pyro.plate("data", x.shape[-4], dim=-1):
+        with data_plate(x, indices, dataset_size):
             with poutine.scale(scale=cfg.kl_weight):
                 z = pyro.sample(top_site(cfg), prior)
                 tree = self.decode(z)

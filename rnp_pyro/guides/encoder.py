@@ -1,8 +1,4 @@
-"""Guides: distributions q(latents | x) whose sample sites match the model's.
-
-The amortized ResNet encoder of the papers lives here; other guides (autoguides,
-structured per-level guides) belong here too.
-"""
+"""The papers' amortized guide: a ResNet encoder giving q(z^K | x)."""
 
 from __future__ import annotations
 
@@ -12,8 +8,9 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
-from .config import RNPConfig, top_site
-from .encoder import ResNetEncoder
+from ..config import RNPConfig, top_site
+from ..encoder import ResNetEncoder
+from ..plates import data_plate
 
 __all__ = ["EncoderGuide"]
 
@@ -40,9 +37,10 @@ class EncoderGuide(PyroModule):
         """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
         return self.encoder(x)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None) -> torch.Tensor:
         loc, scale = self.encode(x)
-        with pyro.plate("data", x.shape[-4], dim=-1), poutine.scale(scale=self.cfg.kl_weight):
+        with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
             z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
             if self.cfg.stochastic_levels:
                 self.model.sample_lower_levels(z_top)

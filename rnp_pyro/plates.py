@@ -1,0 +1,27 @@
+"""The one plate every model and guide shares: ``data``, over the images of a batch."""
+
+from __future__ import annotations
+
+import pyro
+import torch
+
+
+def data_plate(x: torch.Tensor, indices: torch.Tensor | None = None,
+               dataset_size: int | None = None) -> pyro.plate:
+    """The ``data`` plate (dim -1) over a batch of images x (*, B, C, H, W).
+
+    Given the batch's ``indices`` in a dataset of ``dataset_size`` images, the plate is
+    subsampled: per-image guides (Pyro's autoguides) then keep one set of parameters
+    per image of the dataset and use the batch's, and log-densities are scaled by
+    dataset_size / B, so a loss estimates the whole dataset's.
+    """
+    batch = x.shape[-4]
+    if indices is None:
+        if dataset_size not in (None, batch):
+            raise ValueError(f"dataset_size={dataset_size} needs the batch's indices in the "
+                             f"dataset; pass indices=... (a tensor of {batch} positions)")
+        return pyro.plate("data", batch, dim=-1)
+    if indices.shape != (batch,):
+        raise ValueError(f"indices must hold one position per image, shape ({batch},); "
+                         f"got {tuple(indices.shape)}")
+    return pyro.plate("data", dataset_size or batch, subsample=indices, dim=-1)
