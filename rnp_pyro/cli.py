@@ -12,9 +12,9 @@ from pathlib import Path
 import click
 
 from . import presets
-from .config import ConfigError
+from .config import FREEZABLE, GUIDES, OBJECTIVES, ConfigError
 from .data import DataError
-from .evaluate import EVALUATION_FILE, evaluate_run
+from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
 from .run import CHECKPOINT_FILE, CheckpointError
 from .train import fit as fit_run
 
@@ -54,6 +54,21 @@ def main():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate")
 @click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True),
               help="largest gradient norm")
+@click.option("--guide", type=click.Choice(GUIDES), help="q(latents | x) [default: encoder]")
+@click.option("--stochastic-levels", is_flag=True, default=None,
+              help="a sample site per tree level below the top (the ladder guide infers them)")
+@click.option("--objective", type=click.Choice(OBJECTIVES), help="what SVI maximises "
+              "[default: elbo]; iwae is the importance-weighted bound")
+@click.option("--num-particles", type=click.IntRange(min=1),
+              help="samples per image in the objective (vectorized)")
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
+              help="start from the weights of this run folder")
+@click.option("--freeze", callback=lambda ctx, param, value: _names(value, FREEZABLE),
+              help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
+@click.option("--classes", callback=lambda ctx, param, value: _labels(value),
+              help="train and test only on these labels, e.g. 0,1,2")
+@click.option("--exclude-classes", callback=lambda ctx, param, value: _labels(value),
+              help="leave these labels out of training and test, e.g. 9")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -63,11 +78,21 @@ def main():
               help="where datasets are found or downloaded")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, seed, device, out,
-        resume, data_dir, no_progress):
-    """Train a model on a dataset; a stopped run continues with --resume."""
+def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
+        stochastic_levels, objective,
+        num_particles, init_from, freeze, classes, exclude_classes, seed, device, out, resume,
+        data_dir, no_progress):
+    """Train a model on a dataset; a stopped run continues with --resume.
+
+    Transfer to a held-out class in two commands, e.g.:
+    fit --dataset fashion --exclude-classes 9 --out runs/no9, then
+    fit --dataset fashion --classes 9 --init-from runs/no9 --freeze hyper_state,hyper_policy
+    """
     overrides = {name: value for name, value in
-                 dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip).items()
+                 dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
+                      stochastic_levels=stochastic_levels, objective=objective, num_particles=num_particles,
+                      init_from=init_from and str(Path(init_from).resolve()), freeze=freeze,
+                      classes=classes, exclude_classes=exclude_classes).items()
                  if value is not None}
     if preset is None:
         cfg = presets.for_dataset(dataset, **overrides)
@@ -94,10 +119,18 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, se
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="where datasets are found or downloaded")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--guide", type=click.Choice(GUIDES),
+              help="evaluate with this guide [default: the run's]; per-image guides are "
+                   "fitted to the test images first")
+@click.option("--iwae-samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="K: adds the importance-weighted bound on log p(x) per image from K samples")
+@click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS, show_default=True,
+              help="steps that fit a per-image guide to the test images")
 @_friendly_errors
-def evaluate(run_dir, data_dir, device):
+def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps):
     """Test metrics of a trained run; also written to RUN_DIR/evaluation.json."""
-    metrics = evaluate_run(run_dir, data_dir=data_dir, device=device)
+    metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples, fit_steps=fit_steps,
+                           data_dir=data_dir, device=device)
     _print_metrics(metrics)
     click.echo(f"wrote {run_dir / EVALUATION_FILE}")
 
@@ -105,6 +138,26 @@ def evaluate(run_dir, data_dir, device):
 def _default_out(dataset: str, model: str) -> Path:
     name = Path(dataset.removeprefix("folder:")).name or "folder"
     return Path("runs") / (name if model == "rnp" else f"{name}-{model}")
+
+
+def _names(value: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
+
+
+def _labels(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(label) for label in value.split(",") if label.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of class labels, "
+                                 f"e.g. 0,1,2") from None
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -15,6 +15,12 @@ from pathlib import Path
 
 LIKELIHOODS = ("normal", "laplace", "continuous_bernoulli", "bernoulli")
 MODELS = ("rnp", "convvae")
+# amortized encoder; Pyro's AutoNormal and AutoDelta per image; top-down per-level
+# (ladder) guide; encoder + per-image gradient steps (semi-amortized)
+GUIDES = ("encoder", "normal", "delta", "ladder", "refined")
+# Trace_ELBO, TraceMeanField_ELBO, RenyiELBO(alpha=0) (importance weighted), TraceGraph_ELBO
+OBJECTIVES = ("elbo", "meanfield", "iwae", "tracegraph")
+FREEZABLE = ("hyper_state", "hyper_policy", "encoder", "likelihood")
 
 
 class ConfigError(ValueError):
@@ -77,6 +83,13 @@ class RNPConfig:
     # of x under its action (variant (a) of the authors' code).
     part_loss_weight: float = 0.0
 
+    # --- inference ---
+    guide: str = "encoder"  # one of GUIDES
+    objective: str = "elbo"  # one of OBJECTIVES
+    num_particles: int = 1  # samples per image in the objective (vectorized)
+    refine_steps: int = 20  # "refined" guide: Adam steps on each image's own ELBO ...
+    refine_lr: float = 0.05  # ... with this step size, over (loc, log scale) of q(z^K | x)
+
     # --- optimisation ---
     lr: float = 1e-4
     batch_size: int = 64
@@ -86,6 +99,12 @@ class RNPConfig:
     grad_clip: float | None = None  # max gradient norm; None for none
     weight_decay: float = 0.0
 
+    # --- transfer ---
+    init_from: str | None = None  # a run folder whose weights start this run
+    freeze: tuple[str, ...] = ()  # parts kept as they are: names from FREEZABLE
+    classes: tuple[int, ...] | None = None  # train and test only on these labels ...
+    exclude_classes: tuple[int, ...] = ()  # ... and never on these
+
     # --- free-form notes kept with the run ---
     notes: dict = field(default_factory=dict)
 
@@ -93,6 +112,10 @@ class RNPConfig:
         self.taus = tuple(int(t) for t in self.taus)
         self.program_encoder = tuple(int(w) for w in self.program_encoder)
         self.encoder_dense = tuple(int(w) for w in self.encoder_dense)
+        self.freeze = tuple(self.freeze)
+        self.exclude_classes = tuple(int(c) for c in self.exclude_classes)
+        if self.classes is not None:
+            self.classes = tuple(int(c) for c in self.classes)
         self.validate()
 
     # ------------------------------------------------------------------ derived
@@ -144,6 +167,20 @@ class RNPConfig:
         need(self.encoder_convs >= 0 and self.image_size - 4 * self.encoder_convs >= 1,
              f"{self.encoder_convs} valid 5x5 convolutions do not fit a {self.image_size}px image")
         need(self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0, "lr, batch_size, epochs")
+        need(self.guide in GUIDES, f"guide must be one of {GUIDES}, got {self.guide!r}")
+        need(self.guide != "ladder" or self.stochastic_levels,
+             "the ladder guide infers the per-level latents: it needs stochastic_levels=True")
+        need(self.objective in OBJECTIVES,
+             f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        need(self.num_particles >= 1, f"num_particles must be positive, got {self.num_particles}")
+        need(self.objective != "iwae" or self.guide not in ("normal", "delta"),
+             "the importance-weighted objective needs unscaled per-image weights, and the "
+             "per-image guides subsample (and so scale) the data plate: use --objective elbo")
+        need(self.refine_steps >= 0 and self.refine_lr > 0, "refine_steps >= 0 and refine_lr > 0")
+        unknown = sorted(set(self.freeze) - set(FREEZABLE))
+        need(not unknown, f"cannot freeze {unknown}: choose from {FREEZABLE}")
+        need(self.classes is None or not set(self.classes) & set(self.exclude_classes),
+             f"classes {self.classes} and exclude_classes {self.exclude_classes} overlap")
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:

@@ -76,11 +76,21 @@ class ImageSet:
         """The first ``n`` images."""
         return self._apply(lambda t: t[:n])
 
-    def filter_classes(self, classes) -> "ImageSet":
-        """Only the images whose label is in ``classes``."""
+    def filter_classes(self, classes=None, exclude=()) -> "ImageSet":
+        """Only the images whose label is in ``classes`` (None: any) and not in ``exclude``."""
+        if classes is None and not exclude:
+            return self
         if self.labels is None:
             raise DataError(f"{self.name} has no labels to filter by; use a labelled dataset")
-        keep = torch.isin(self.labels, torch.as_tensor(list(classes), device=self.labels.device))
+        keep = ~torch.isin(self.labels, torch.as_tensor(list(exclude), dtype=self.labels.dtype,
+                                                        device=self.labels.device))
+        if classes is not None:
+            keep &= torch.isin(self.labels, torch.as_tensor(list(classes), dtype=self.labels.dtype,
+                                                            device=self.labels.device))
+        if not keep.any():
+            raise DataError(f"no image of {self.name} is left after keeping classes {classes} "
+                            f"and excluding {list(exclude)}; its labels are "
+                            f"{sorted(self.labels.unique().tolist())}")
         return self._apply(lambda t: t[keep])
 
 
@@ -454,24 +464,32 @@ def check_images(images, *, channels: int, image_size: int) -> None:
 
 
 # ---------------------------------------------------------------------------- batches
-def batches(images: torch.Tensor, batch_size: int, *, shuffle: bool,
-            generator: torch.Generator | None = None, labels: torch.Tensor | None = None):
-    """Minibatches of a tensor kept whole on its device, the last one possibly smaller.
+def batch_indices(count: int, batch_size: int, *, shuffle: bool,
+                  generator: torch.Generator | None = None, device=None):
+    """Index tensors of minibatches over ``count`` items, the last one possibly smaller.
 
-    Yields image batches, or (images, labels) pairs when ``labels`` (on the same device)
-    is given. Shuffled order comes from ``generator`` (on any device) and covers every
-    image once.
+    Shuffled order comes from ``generator`` (on any device) and covers every index once;
+    the indices end up on ``device``.
     """
     if batch_size < 1:
         raise DataError(f"batch_size must be positive, got {batch_size}")
+    if shuffle:
+        gen_device = generator.device if generator is not None else device
+        order = torch.randperm(count, generator=generator, device=gen_device).to(device)
+    else:
+        order = torch.arange(count, device=device)
+    yield from order.split(batch_size)
+
+
+def batches(images: torch.Tensor, batch_size: int, *, shuffle: bool,
+            generator: torch.Generator | None = None, labels: torch.Tensor | None = None):
+    """Minibatches of a tensor kept whole on its device (see :func:`batch_indices`).
+
+    Yields image batches, or (images, labels) pairs when ``labels`` (on the same device)
+    is given.
+    """
     if labels is not None and len(labels) != len(images):
         raise DataError(f"{len(images)} images but {len(labels)} labels; pass one label per image")
-    count = len(images)
-    order = None
-    if shuffle:
-        device = generator.device if generator is not None else images.device
-        order = torch.randperm(count, generator=generator, device=device).to(images.device)
-    for start in range(0, count, batch_size):
-        stop = start + batch_size
-        index = slice(start, stop) if order is None else order[start:stop]
+    for index in batch_indices(len(images), batch_size, shuffle=shuffle, generator=generator,
+                               device=images.device):
         yield images[index] if labels is None else (images[index], labels[index])

@@ -1,62 +1,114 @@
-"""Test metrics of a model and guide: reconstruction error and ELBO per image."""
+"""Test metrics of a model and guide: reconstruction error, ELBO and log-likelihood bound."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-import pyro
 import torch
 
-from . import data
+from . import data, guides
+from .infer.bounds import log_likelihood_bounds, log_weights
+from .infer.fitting import fit_guide, guide_args
 from .modes import evaluating
 from .run import load_run, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
+DECODES_PER_CHUNK = 1000  # images x samples decoded at once when bounding log p(x)
+FIT_STEPS = 300  # steps that fit a per-image guide to test images
 
 
 def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
-             num_particles: int = 1, seed: int = 0) -> dict:
+             iwae_samples: int = 1, seed: int = 0, per_image: bool = False) -> dict:
     """Metrics of ``images`` (on the model's device), in eval mode and without gradients.
 
     - ``mse_per_pixel``: mean squared error between each image and the canvas decoded
       from the guide's mean.
-    - ``elbo_nats_per_image``: the ELBO as trained, averaged over images. The latent
-      sites are scaled by ``kl_weight`` (reported too), so it is a bound on
-      log p(x) only when ``kl_weight == 1``.
+    - ``elbo_nats_per_image``: the ELBO of the model's own log p(x) (training weights
+      such as ``kl_weight`` left out), from ``iwae_samples`` draws per image.
+    - ``log_likelihood_bound_nats_per_image`` (with ``iwae_samples`` > 1): the
+      importance-weighted bound per image (log-mean-exp of its weights), averaged.
+      It is at least the ELBO of the same draws.
 
-    The ELBO's samples come from a fixed ``seed``, so that evaluations of different
-    epochs differ only by the model; the caller's random stream is left untouched,
-    so evaluating in the middle of training does not change the training.
+    Per-image guides are evaluated on the images as their dataset (indices 0..N-1).
+    Draws come from a fixed ``seed`` and the caller's random stream is left alone, so
+    evaluating in the middle of training does not change the training. With
+    ``per_image`` the per-image ELBO and bound are returned too, as lists.
     """
-    elbo = pyro.infer.Trace_ELBO(num_particles=num_particles)
+    count = len(images)
+    chunk = max(1, min(batch_size, DECODES_PER_CHUNK // iwae_samples))
     cuda = [images.device] if images.device.type == "cuda" else []
+    squared_error, elbos, bounds = images.new_zeros(()), [], []
+    started = time.perf_counter()
     with evaluating(model, guide), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        squared_error = loss = images.new_zeros(())
-        for x in images.split(batch_size):
-            loc, _ = guide.encode(x)
-            squared_error = squared_error + (model.decode(loc).canvas - x).square().sum()
-            loss = loss + elbo.differentiable_loss(model, guide, x)
-    return {
-        "n_images": len(images),
-        "mse_per_pixel": squared_error.item() / images.numel(),
-        "elbo_nats_per_image": -loss.item() / len(images),
-        "kl_weight": model.cfg.kl_weight,
-    }
+        for indices in data.batch_indices(count, chunk, shuffle=False, device=images.device):
+            x, args = images[indices], guide_args(guide, indices, count)
+            squared_error += (model.decode(guide.mean(x, *args)).canvas - x).square().sum()
+            elbo, bound = log_likelihood_bounds(
+                log_weights(model, guide, x, *args, num_samples=iwae_samples))
+            elbos.append(elbo)
+            bounds.append(bound)
+    elbos, bounds = torch.cat(elbos), torch.cat(bounds)
+    metrics = {"n_images": count, "mse_per_pixel": squared_error.item() / images.numel(),
+               "elbo_nats_per_image": elbos.mean().item()}
+    if iwae_samples > 1:
+        metrics["log_likelihood_bound_nats_per_image"] = bounds.mean().item()
+        metrics["iwae_samples"] = iwae_samples
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
+    if per_image:
+        metrics["per_image"] = {"elbo": elbos.tolist(), "log_likelihood_bound": bounds.tolist()}
+    return metrics
 
 
-def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
+def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
+                 fit_steps: int = FIT_STEPS, data_dir: str | Path | None = None,
                  device: str = "auto") -> dict:
-    """Evaluate a run folder on its dataset's test set; also written to ``evaluation.json``."""
+    """Evaluate a run folder on its test set; also written to ``evaluation.json``.
+
+    ``guide`` (default: the run's own) may name another guide: "encoder" and
+    "refined" share the run's trained encoder; per-image guides ("normal", "delta")
+    are fitted to the test images first, ``fit_steps`` steps with the model frozen.
+    """
     run_dir = Path(run_dir)
     device = resolve_device(device)
     run = load_run(run_dir, device=device)
     cfg = run.config
     test = data.load_images(cfg.dataset, train=False, data_dir=data_dir,
                             image_size=cfg.image_size, channels=cfg.channels)
+    test = test.filter_classes(cfg.classes, cfg.exclude_classes)
     data.check_images(test.images, channels=cfg.channels, image_size=cfg.image_size)
-    metrics = {"dataset": cfg.dataset, "model": cfg.model, "epoch": run.epoch, "step": run.step,
-               **evaluate(run.model, run.guide, test.to(device).images)}
+    images = test.to(device).images
+    name = guide or cfg.guide
+    chosen, fitted = test_guide(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
+    metrics = {"dataset": cfg.dataset, "model": cfg.model, "guide": name, "epoch": run.epoch,
+               "step": run.step, **fitted,
+               **evaluate(run.model, chosen, images, iwae_samples=iwae_samples)}
     (run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def test_guide(model, guide, cfg, name: str, images: torch.Tensor, *,
+               fit_steps: int = FIT_STEPS):
+    """The guide ``name`` ready for ``images``, beside a trained ``guide``; and what fitting took.
+
+    The trained guide serves as it is when it is amortized and of that kind; "encoder"
+    and "refined" share a trained encoder; per-image guides are fitted to ``images``.
+    """
+    if name == cfg.guide and not getattr(guide, "per_image", False):
+        return guide, {}
+    cfg = cfg.replace(guide=name)
+    if name in ("normal", "delta"):
+        fresh = guides.make(name, cfg, model, example=images, dataset_size=len(images))
+        fresh.to(images.device)
+        started = time.perf_counter()
+        losses = fit_guide(model, fresh, images, steps=fit_steps)
+        return fresh, {"fit_steps": fit_steps, "fit_final_loss": losses[-1],
+                       "fit_seconds": round(time.perf_counter() - started, 3)}
+    if name in ("encoder", "refined") and hasattr(guide, "encoder"):
+        fresh = guides.make(name, cfg, model)
+        fresh.encoder.load_state_dict(guide.encoder.state_dict())
+        return fresh.to(images.device), {}
+    raise ValueError(f"a {name!r} guide cannot be taken from a run trained with the "
+                     f"{cfg.guide!r} guide: choose encoder, refined, normal or delta")

@@ -18,7 +18,7 @@ import torch
 
 from .baselines import ConvVAE
 from .config import ConfigError, RNPConfig
-from .guides import EncoderGuide
+from . import guides
 from .model import RNP
 
 CONFIG_FILE = "config.json"
@@ -48,15 +48,20 @@ class Run:
     metrics: dict = field(default_factory=dict)  # the last row of metrics.csv
 
 
-def build(cfg: RNPConfig):
-    """A fresh (model, guide) pair for ``cfg``: the RNP or the matched ConvVAE baseline."""
+def build(cfg: RNPConfig, example: torch.Tensor | None = None, dataset_size: int | None = None):
+    """A fresh (model, guide) pair for ``cfg``: the RNP or the matched ConvVAE baseline.
+
+    Per-image guides lay out their parameters for ``dataset_size`` images from an
+    ``example`` batch.
+    """
     if cfg.model == "rnp":
         model = RNP(cfg)
     else:
         # the baseline gets as many parameters as the RNP it is compared with
-        rnp_params = sum(p.numel() for p in RNP(cfg.replace(model="rnp")).parameters())
+        rnp_params = sum(p.numel() for p in RNP(cfg.replace(model="rnp", guide="encoder"))
+                         .parameters())
         model = ConvVAE(cfg, target_params=rnp_params)
-    return model, EncoderGuide(cfg, model=model)
+    return model, guides.make(cfg.guide, cfg, model, example=example, dataset_size=dataset_size)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -164,7 +169,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
             f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
             f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
             f"train again")
-    model, guide = build(cfg)
+    example = torch.zeros(1, *cfg.image_shape)
+    model, guide = build(cfg, example=example, dataset_size=state.get("train_size"))
     load_weights(model, state["model"], "model", path)
     load_weights(guide, state["guide"], "guide", path)
     model.to(device).eval()

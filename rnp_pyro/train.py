@@ -25,10 +25,12 @@ from tqdm.auto import tqdm
 
 from . import data, viz
 from .config import RNPConfig
-from .evaluate import evaluate
+from .evaluate import evaluate, test_guide
+from .infer.fitting import guide_args
+from .infer.objectives import make_objective
 from .run import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_COLUMNS, METRICS_FILE, CheckpointError,
                   Run, build, checkpoint_config, config_changes, last_metrics, library_version,
-                  load_weights, read_checkpoint, resolve_device, save_checkpoint)
+                  load_run, load_weights, read_checkpoint, resolve_device, save_checkpoint)
 
 __all__ = ["build", "fit"]
 
@@ -46,7 +48,11 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
     parts included, so resuming with a larger budget trains on. Steps count batches;
     a step whose loss or gradient is not finite is skipped (the weights and the
     optimizer never see it) and counted in ``skipped_steps``. The datasets come from
-    ``cfg.dataset`` unless ``train_set``/``test_set`` are given.
+    ``cfg.dataset`` unless ``train_set``/``test_set`` are given; either way only
+    ``cfg.classes`` (less ``cfg.exclude_classes``) are kept.
+
+    Transfer: ``cfg.init_from`` (a run folder) gives a new run its starting weights,
+    and the parts named in ``cfg.freeze`` are not trained.
     """
     out = Path(out)
     device = resolve_device(device)
@@ -68,14 +74,16 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
     cfg.save(out / CONFIG_FILE)
 
     pyro.set_rng_seed(seed)
-    model, guide = build(cfg)
+    model, guide = build(cfg, example=train_images, dataset_size=len(train_images))
+    if state is None and cfg.init_from:
+        _init_from(model, guide, cfg.init_from)
     training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,
                          out, seed)
     if state is not None:
         training.restore(state)
     training.run(cfg.epochs if epochs is None else epochs, max_steps, progress)
 
-    viz.save_run_figures(model, guide, test_images[:8], out)
+    viz.save_run_figures(model, training.test_guide(), test_images, out)
     model.eval()
     guide.eval()
     return Run(model, guide, cfg, out, epoch=training.epoch, step=training.step,
@@ -86,8 +94,31 @@ def _images(given: data.ImageSet | None, cfg: RNPConfig, *, train: bool, data_di
     if given is None:
         given = data.load_images(cfg.dataset, train=train, data_dir=data_dir,
                                  image_size=cfg.image_size, channels=cfg.channels)
+    given = given.filter_classes(cfg.classes, cfg.exclude_classes)
     data.check_images(given.images, channels=cfg.channels, image_size=cfg.image_size)
     return given.images
+
+
+def _init_from(model, guide, run_dir) -> None:
+    """Start from the weights of the run in ``run_dir`` (same architecture)."""
+    source = load_run(run_dir)
+    load_weights(model, source.model.state_dict(), "model", Path(run_dir))
+    if getattr(guide, "per_image", False) or getattr(source.guide, "per_image", False):
+        return  # per-image parameters belong to the other run's images
+    load_weights(guide, source.guide.state_dict(), "guide", Path(run_dir))
+
+
+def _frozen_parts(cfg: RNPConfig, model, guide) -> list[torch.nn.Module]:
+    """The modules named in ``cfg.freeze``: they take no gradient and stay in eval mode."""
+    owners = {"hyper_state": model, "hyper_policy": model, "likelihood": model, "encoder": guide}
+    parts = []
+    for name in cfg.freeze:
+        part = getattr(owners[name], name, None)
+        if part is None:
+            raise CheckpointError(f"cannot freeze {name}: this {cfg.model} model with the "
+                                  f"{cfg.guide} guide has no such part")
+        parts.append(part)
+    return parts
 
 
 def _check_same_settings(state: dict, cfg: RNPConfig, seed: int, path: Path) -> None:
@@ -113,8 +144,12 @@ class _Training:
         self.cfg, self.model, self.guide = cfg, model, guide
         self.train_images, self.test_images = train_images, test_images
         self.out, self.seed = out, seed
-        self.loss_fn = pyro.infer.Trace_ELBO()(model, guide)
-        self.parameters = list(self.loss_fn.parameters())
+        self.objective = make_objective(cfg.objective, cfg.num_particles)
+        self.frozen = _frozen_parts(cfg, model, guide)
+        for part in self.frozen:
+            part.requires_grad_(False)
+        self.parameters = [p for module in (model, guide) for p in module.parameters()
+                           if p.requires_grad]
         # fused: it can skip a step on the device (see _step)
         self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr,
                                           weight_decay=cfg.weight_decay, fused=True)
@@ -143,6 +178,7 @@ class _Training:
             "skipped_steps": self.skipped_steps,
             "seconds": self.seconds,
             "seed": self.seed,
+            "train_size": len(self.train_images),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "config": self.cfg.to_dict(),
@@ -173,14 +209,16 @@ class _Training:
         total = min(epochs * self.steps_per_epoch, max_steps)
         self.model.train()
         self.guide.train()
+        for part in self.frozen:
+            part.eval()  # e.g. a frozen encoder's BatchNorm statistics stay as they are
         self.writer = SummaryWriter(self.out / "tensorboard",
                                     purge_step=self.step + 1 if self.resumed else 0)
         self.bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step",
                         desc=f"{self.cfg.model} on {self.cfg.dataset}", dynamic_ncols=True)
         try:
             while self.epoch < epochs and self.step < max_steps:
-                for x in self._batches_left(max_steps):
-                    self._step(x)
+                for indices in self._batches_left(max_steps):
+                    self._step(indices)
                     self.bar.update()
                     if self.step % LOSS_READ_EVERY == 0:
                         self._read_losses()
@@ -197,14 +235,13 @@ class _Training:
     def _batches_left(self, max_steps):
         """The current epoch's batches not yet taken, no more than ``max_steps`` allows."""
         order = _epoch_order(self.seed, self.epoch)
-        batches = data.batches(self.train_images, self.cfg.batch_size, shuffle=True,
-                               generator=order)
+        batches = data.batch_indices(len(self.train_images), self.cfg.batch_size, shuffle=True,
+                                     generator=order, device=self.train_images.device)
         room = min(self.steps_per_epoch, max_steps - self.step)
         return itertools.islice(batches, self.epoch_step, self.epoch_step + room)
 
-    def _step(self, x: torch.Tensor) -> None:
-        loss = self.loss_fn(x) / len(x)  # nats per image
-        loss.backward()
+    def _step(self, indices: torch.Tensor) -> None:
+        loss = self._backward(indices)
         grad_norm = clip_grad_norm_(self.parameters, self.cfg.grad_clip or math.inf)
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         # A non-finite step must not reach the weights or Adam's moments. Fused Adam skips
@@ -216,6 +253,20 @@ class _Training:
         self.step += 1
         self.epoch_step += 1
         self.pending.append((self.step, loss.detach(), finite))
+
+    def _backward(self, indices: torch.Tensor) -> torch.Tensor:
+        """The batch's loss in nats per image (a tensor), its gradient accumulated."""
+        x = self.train_images[indices]
+        args = guide_args(self.guide, indices, len(self.train_images))
+        per = len(self.train_images) if args else len(x)  # a subsampled plate scales to the dataset
+        if hasattr(self.objective, "differentiable_loss"):  # the loss stays on the device
+            loss = self.objective.differentiable_loss(self.model, self.guide, x, *args) / per
+            loss.backward()
+            return loss.detach()
+        # RenyiELBO and TraceGraph_ELBO build their own surrogate loss and call backward
+        loss = self.objective.loss_and_grads(self.model, self.guide, x, *args)
+        torch._foreach_div_([p.grad for p in self.parameters if p.grad is not None], per)
+        return torch.tensor(loss / per)
 
     def _read_losses(self) -> None:
         """Bring the pending losses to the host in one transfer; report skipped steps.
@@ -243,10 +294,21 @@ class _Training:
             self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
             self.writer.add_scalar("train/loss", kept.mean().item(), self.step)
 
+    def test_guide(self):
+        """The guide for the test images: the trained one, or per-image ones fitted anew.
+
+        Fitted once per step count, so the figures reuse the last evaluation's.
+        """
+        if getattr(self, "_test_guide", (None, -1))[1] != self.step:
+            guide, _ = test_guide(self.model, self.guide, self.cfg, self.cfg.guide,
+                                  self.test_images)
+            self._test_guide = (guide, self.step)
+        return self._test_guide[0]
+
     def _record(self, metrics_path: Path, lr: float) -> None:
         """Test metrics to metrics.csv and TensorBoard, then the checkpoint."""
         self._read_losses()
-        test = evaluate(self.model, self.guide, self.test_images)
+        test = evaluate(self.model, self.test_guide(), self.test_images)
         row = {"epoch": self.epoch, "step": self.step,
                "train_loss": self.loss_sum / self.loss_count if self.loss_count else math.nan,
                "test_elbo": test["elbo_nats_per_image"], "test_mse": test["mse_per_pixel"],

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
+from .infer.fitting import guide_args
 from .modes import evaluating
 from .tree import Tree
 
@@ -95,17 +96,18 @@ def samples_figure(tree: Tree, path: str | Path, coloured: bool = True, nrow: in
 def save_run_figures(model, guide, images: torch.Tensor, out_dir: str | Path, n: int = 8) -> list[Path]:
     """Parse figure of the guide's mean for the first ``n`` images, and ``n`` prior samples.
 
-    ``images`` must be on the device of the model and guide. Writes
-    ``reconstructions.png`` and ``samples.png`` into ``out_dir`` and returns their paths.
+    ``images`` must be on the device of the model and guide; a per-image guide must
+    have been fitted to them (as its dataset). Writes ``reconstructions.png`` and
+    ``samples.png`` into ``out_dir`` and returns their paths.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = images[:n]
+    indices = torch.arange(min(n, len(images)), device=images.device)
+    shown = images[indices]
     with evaluating(model, guide):
-        loc, _ = guide.encode(images)
-        parsed = model.decode(loc)
+        parsed = model.decode(guide.mean(shown, *guide_args(guide, indices, len(images))))
         sampled = model.sample(n)
-    return [parse_figure(parsed, images, out_dir / "reconstructions.png", max_images=n),
+    return [parse_figure(parsed, shown, out_dir / "reconstructions.png", max_images=n),
             samples_figure(sampled, out_dir / "samples.png")]
 
 

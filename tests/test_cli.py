@@ -48,7 +48,7 @@ def test_fit_then_evaluate(few_images, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((out / "evaluation.json").read_text())
     assert {"dataset", "model", "epoch", "step", "n_images", "mse_per_pixel",
-            "elbo_nats_per_image", "kl_weight"} <= set(metrics)
+            "elbo_nats_per_image", "guide"} <= set(metrics)
     assert (metrics["dataset"], metrics["step"], metrics["n_images"]) == ("strokes", 3, 64)
     assert f"mse_per_pixel: {metrics['mse_per_pixel']:.6g}" in evaluated.output
 

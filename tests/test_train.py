@@ -245,9 +245,11 @@ def test_evaluate_measures_the_guide_mean_reconstruction(run20):
         canvas = run20.model.decode(run20.guide.encode(images)[0]).canvas
     assert metrics["mse_per_pixel"] == pytest.approx((canvas - images).square().mean().item(),
                                                      rel=1e-5)
-    assert metrics["n_images"] == 40 and metrics["kl_weight"] == 1.0
+    assert metrics["n_images"] == 40
     # the ELBO's samples come from a fixed seed: numbers of two epochs are comparable
-    assert evaluate(run20.model, run20.guide, images, batch_size=16) == metrics
+    again = evaluate(run20.model, run20.guide, images, batch_size=16)
+    assert {k: v for k, v in again.items() if k != "seconds"} == \
+        {k: v for k, v in metrics.items() if k != "seconds"}
 
 
 # ---------------------------------------------------------------------------- models, devices

@@ -164,10 +164,9 @@ class FakeGuide(nn.Module):
         self.net = nn.Linear(1, 1)
         self.seen = []
 
-    def encode(self, images):
+    def mean(self, images):
         self.seen.append((len(images), self.training, torch.is_grad_enabled()))
-        loc = self.net.weight.sum() + images.flatten(1)[:, :Z_DIM]
-        return loc, torch.ones_like(loc)
+        return self.net.weight.sum() + images.flatten(1)[:, :Z_DIM]
 
 
 class FakeModel(nn.Module):

@@ -33,13 +33,22 @@ class EncoderGuide(PyroModule):
         self.encoder = ResNetEncoder(cfg)
         object.__setattr__(self, "model", model)
 
+    per_image = False  # amortized: no parameters of its own per dataset image
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
         return self.encoder(x)
 
+    def mean(self, x: torch.Tensor, indices=None, dataset_size=None) -> torch.Tensor:
+        """The mean of q(z^K | x), (*B, |z|): what reconstructions decode."""
+        return self.encode(x)[0]
+
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
                 dataset_size: int | None = None) -> torch.Tensor:
-        loc, scale = self.encode(x)
+        return self.sample(x, *self.encode(x), indices, dataset_size)
+
+    def sample(self, x, loc, scale, indices=None, dataset_size=None) -> torch.Tensor:
+        """The guide's sample sites for q(z^K | x) = Normal(loc, scale)."""
         with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
             z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
             if self.cfg.stochastic_levels:

@@ -1,0 +1,57 @@
+"""Per-image guides: Pyro's own autoguides over the subsampled ``data`` plate.
+
+They keep one set of variational parameters per dataset image (every latent site of
+the model, per-level latents included) and train on minibatches: the model and the
+guide are called with ``(x, indices, dataset_size)``. Fitted with the networks
+frozen, they give the per-image optimum that the amortized encoder is measured
+against (its amortization gap).
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.infer.autoguide import AutoDelta, AutoNormal
+
+from ..config import top_site
+from ..plates import data_plate
+
+__all__ = ["ImageDelta", "ImageNormal"]
+
+
+class _PerImage:
+    per_image = True
+
+    def initialise(self, x: torch.Tensor, dataset_size: int) -> None:
+        """Create the parameters for ``dataset_size`` images (Pyro creates them lazily)."""
+        self(x[:1], torch.zeros(1, dtype=torch.long, device=x.device), dataset_size)
+
+    def mean(self, x, indices, dataset_size) -> torch.Tensor:
+        """The guide's z^K for the images at ``indices``, (B, |z|)."""
+        if indices is None:
+            raise ValueError("a per-image guide needs the images' indices in its dataset")
+        return self._top_loc()[indices]
+
+
+class ImageNormal(_PerImage, AutoNormal):
+    """A diagonal Normal per image and latent site (pyro.infer.autoguide.AutoNormal)."""
+
+    def __init__(self, model, init_scale: float = 0.1):
+        super().__init__(model, init_scale=init_scale, create_plates=data_plate)
+        self.top = top_site(model.cfg)
+
+    def _top_loc(self) -> torch.Tensor:
+        return getattr(self.locs, self.top)
+
+
+class ImageDelta(_PerImage, AutoDelta):
+    """A point estimate per image and latent site, MAP (pyro.infer.autoguide.AutoDelta).
+
+    Its "ELBO" is the log joint density at the point, not a bound on log p(x).
+    """
+
+    def __init__(self, model):
+        super().__init__(model, create_plates=data_plate)
+        self.top = top_site(model.cfg)
+
+    def _top_loc(self) -> torch.Tensor:
+        return getattr(self, self.top)

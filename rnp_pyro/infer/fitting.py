@@ -1,0 +1,51 @@
+"""Fitting a guide to given images with the model held fixed.
+
+This is test-time inference for per-image guides (their parameters are per image,
+so new images need their own), and the per-image optimum that the amortization gap
+is measured against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data import batch_indices
+from ..modes import frozen
+from .objectives import make_objective
+
+__all__ = ["fit_guide", "guide_args"]
+
+
+def guide_args(guide, indices: torch.Tensor, dataset_size: int) -> tuple:
+    """The extra model/guide arguments of a batch: its indices for per-image guides."""
+    return (indices, dataset_size) if getattr(guide, "per_image", False) else ()
+
+
+def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int = 500,
+              lr: float = 0.05, objective: str = "elbo", num_particles: int = 1,
+              seed: int = 0) -> list[float]:
+    """Train only ``guide``'s parameters on ``images`` for ``steps`` steps; the losses.
+
+    The model is frozen (no gradients, eval mode) throughout. Losses are in nats
+    per image. The caller's random stream is left as it was.
+    """
+    elbo = make_objective(objective, num_particles)
+    parameters = [p for p in guide.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    count, losses = len(images), []
+    cuda = [images.device] if images.device.type == "cuda" else []
+    with frozen(model), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        while len(losses) < steps:
+            for indices in batch_indices(count, batch_size, shuffle=True, generator=generator,
+                                         device=images.device):
+                x = images[indices]
+                loss = elbo.loss_and_grads(model, guide, x, *guide_args(guide, indices, count))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scale = count if getattr(guide, "per_image", False) else len(x)
+                losses.append(loss / scale)
+                if len(losses) == steps:
+                    break
+    return losses
