@@ -93,7 +93,7 @@ class ConvVAE(PyroModule):
         canvas = self.decoder(z.reshape(-1, z.shape[-1])).reshape(*batch, *self.cfg.image_shape)
         root = Level(latents=z[..., None, :],
                      actions=z.new_zeros(*batch, 1, ACTION_DIM),
-                     canvases=canvas[..., None, :, :, :],
+                     drawn=canvas[..., None, :, :, :],
                      placed=canvas[..., None, :, :, :])
         return Tree(levels=[root], taus=())
 

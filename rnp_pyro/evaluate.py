@@ -45,7 +45,7 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
         torch.manual_seed(seed)
         for indices in data.batch_indices(count, chunk, shuffle=False, device=images.device):
             x, args = images[indices], guide_args(guide, indices, count)
-            squared_error += (model.decode(guide.mean(x, *args)).canvas - x).square().sum()
+            squared_error += (guides.reconstruct(model, guide, x, *args).canvas - x).square().sum()
             elbo, bound = log_likelihood_bounds(
                 log_weights(model, guide, x, *args, num_samples=iwae_samples))
             elbos.append(elbo)
@@ -81,7 +81,7 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     data.check_images(test.images, channels=cfg.channels, image_size=cfg.image_size)
     images = test.to(device).images
     name = guide or cfg.guide
-    chosen, fitted = test_guide(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
+    chosen, fitted = guide_for(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
     metrics = {"dataset": cfg.dataset, "model": cfg.model, "guide": name, "epoch": run.epoch,
                "step": run.step, **fitted,
                **evaluate(run.model, chosen, images, iwae_samples=iwae_samples)}
@@ -89,7 +89,7 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     return metrics
 
 
-def test_guide(model, guide, cfg, name: str, images: torch.Tensor, *,
+def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,
                fit_steps: int = FIT_STEPS):
     """The guide ``name`` ready for ``images``, beside a trained ``guide``; and what fitting took.
 

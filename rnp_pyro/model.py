@@ -10,7 +10,6 @@ the tree (0 = root) holds latent level K - d; program depth d runs ``taus[d]`` s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import pyro
 import pyro.distributions as dist
 from pyro import poutine
@@ -101,9 +100,8 @@ class RNP(PyroModule):
     def render(self, latents, actions, patches, lead: torch.Size) -> Tree:
         """Place and sum canvases bottom-up; the leaves' canvases are their patches.
 
-        Leaves are placed from their patches, whatever the patch size; their canvases
-        in the tree are the patches resized to the image, so every level has
-        image-sized canvases.
+        Leaves are placed from their patches, whatever the patch size; the tree keeps
+        the patches as the leaves' own canvases (``Level.drawn``).
         """
         cfg = self.cfg
         canvases = [None] * len(latents)
@@ -111,9 +109,7 @@ class RNP(PyroModule):
         leaf = len(latents) - 1
         placed[leaf] = spatial.place(patches, actions[leaf], cfg.scale_offset,
                                      cfg.rotation_range, size=cfg.image_size)
-        canvases[leaf] = patches if cfg.patch_shape == cfg.image_shape else F.interpolate(
-            patches.flatten(0, 1), size=cfg.image_size, mode="bilinear",
-            align_corners=True).unflatten(0, patches.shape[:2])
+        canvases[leaf] = patches
         for depth in range(leaf - 1, -1, -1):
             children = placed[depth + 1]
             canvases[depth] = children.reshape(

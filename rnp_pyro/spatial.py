@@ -47,6 +47,19 @@ def invert(theta: torch.Tensor) -> torch.Tensor:
     return torch.cat([inverse, -inverse @ shift], -1)
 
 
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (N, C, height, width), align_corners=True)``, computed as one
+    batched product on a shared pixel grid rather than a grid copied per map (about
+    twice as fast on CPUs for the many small canvases of a tree)."""
+    count = theta.shape[0]
+    ys = torch.linspace(-1, 1, height, device=theta.device, dtype=theta.dtype)
+    xs = torch.linspace(-1, 1, width, device=theta.device, dtype=theta.dtype)
+    pixels = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width)], -1)
+    grid = torch.baddbmm(theta[:, None, :, 2], pixels.view(1, -1, 2).expand(count, -1, 2),
+                         theta[:, :, :2].transpose(1, 2))
+    return grid.view(count, height, width, 2)
+
+
 def warp(image: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """Bilinear sampling of ``image`` (*, C, h, w) at ``theta`` applied to the output grid.
 
@@ -57,7 +70,7 @@ def warp(image: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> t
     flat = image.reshape(-1, *image.shape[-3:])
     height, width = (size, size) if size else flat.shape[-2:]
     theta = theta.expand(*lead, 2, 3).reshape(-1, 2, 3)
-    grid = F.affine_grid(theta, [flat.shape[0], flat.shape[1], height, width], align_corners=True)
+    grid = affine_grid(theta, height, width)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(*lead, *out.shape[-3:])
 

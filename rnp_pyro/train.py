@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import data, viz
 from .config import RNPConfig
-from .evaluate import evaluate, test_guide
+from .evaluate import evaluate, guide_for
 from .infer.fitting import guide_args
 from .infer.objectives import make_objective
 from .run import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_COLUMNS, METRICS_FILE, CheckpointError,
@@ -300,8 +300,8 @@ class _Training:
         Fitted once per step count, so the figures reuse the last evaluation's.
         """
         if getattr(self, "_test_guide", (None, -1))[1] != self.step:
-            guide, _ = test_guide(self.model, self.guide, self.cfg, self.cfg.guide,
-                                  self.test_images)
+            guide, _ = guide_for(self.model, self.guide, self.cfg, self.cfg.guide,
+                                 self.test_images)
             self._test_guide = (guide, self.step)
         return self._test_guide[0]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -17,13 +18,26 @@ class Level:
 
     latents: torch.Tensor  # (*B, n, |z|)
     actions: torch.Tensor  # (*B, n, 6) placing each node in its parent's frame (zeros at the root)
-    canvases: torch.Tensor  # (*B, n, C, H, W) each node's canvas in its own frame
-    #                         (leaves: their patches, resized to H x W if cfg.patch_size)
+    drawn: torch.Tensor  # (*B, n, C, h, w) each node's canvas in its own frame, at its own
+    #                      resolution: H x W, or the leaves' patch size (cfg.patch_size)
     placed: torch.Tensor  # (*B, n, C, H, W) each canvas in its parent's frame (root: its own)
 
     @property
     def size(self) -> int:
         return self.latents.shape[-2]
+
+    @property
+    def canvases(self) -> torch.Tensor:
+        """(*B, n, C, H, W): each node's canvas in its own frame, at the image's size.
+
+        Leaf patches of another size are resized when asked for (figures, the part
+        loss), not on every decode.
+        """
+        size = self.placed.shape[-2:]
+        if self.drawn.shape[-2:] == size:
+            return self.drawn
+        return F.interpolate(self.drawn.flatten(0, -4), size=tuple(size), mode="bilinear",
+                             align_corners=True).unflatten(0, self.drawn.shape[:-3])
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
+from . import guides
 from .infer.fitting import guide_args
 from .modes import evaluating
 from .tree import Tree
@@ -105,7 +106,7 @@ def save_run_figures(model, guide, images: torch.Tensor, out_dir: str | Path, n:
     indices = torch.arange(min(n, len(images)), device=images.device)
     shown = images[indices]
     with evaluating(model, guide):
-        parsed = model.decode(guide.mean(shown, *guide_args(guide, indices, len(images))))
+        parsed = guides.reconstruct(model, guide, shown, *guide_args(guide, indices, len(images)))
         sampled = model.sample(n)
     return [parse_figure(parsed, shown, out_dir / "reconstructions.png", max_images=n),
             samples_figure(sampled, out_dir / "samples.png")]

@@ -234,3 +234,12 @@ def test_model_rejects_images_of_another_shape():
     cfg = small()
     with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 12, 12\)"):
         RNP(cfg)(torch.rand(2, 1, 10, 10))
+
+
+def test_affine_grid_equals_torch_and_its_gradient():
+    theta = torch.randn(7, 2, 3, dtype=torch.float64, requires_grad=True)
+    ours = spatial.affine_grid(theta, 5, 9)
+    torchs = torch.nn.functional.affine_grid(theta, [7, 1, 5, 9], align_corners=True)
+    torch.testing.assert_close(ours, torchs)
+    torch.testing.assert_close(torch.autograd.grad(ours.sin().sum(), theta)[0],
+                               torch.autograd.grad(torchs.sin().sum(), theta)[0])

@@ -3,11 +3,14 @@
 import math
 
 import numpy as np
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
+from rnp_pyro.config import RNPConfig
 from rnp_pyro.spatial import place
 from rnp_pyro.tree import Level, Tree
 from rnp_pyro.viz import PART_COLOURS, colour_parts, parse_figure, samples_figure, save_run_figures
@@ -164,12 +167,16 @@ class FakeGuide(nn.Module):
         self.net = nn.Linear(1, 1)
         self.seen = []
 
-    def mean(self, images):
+    def forward(self, images):
         self.seen.append((len(images), self.training, torch.is_grad_enabled()))
-        return self.net.weight.sum() + images.flatten(1)[:, :Z_DIM]
+        loc = self.net.weight.sum() + images.flatten(1)[:, :Z_DIM]
+        with pyro.plate("data", len(images)):
+            return pyro.sample("z1", dist.Normal(loc, 1.0).to_event(1))
 
 
 class FakeModel(nn.Module):
+    cfg = RNPConfig(taus=(2,))  # one level below the top: the top site is z1
+
     def __init__(self):
         super().__init__()
         self.frozen = nn.BatchNorm1d(1).eval()

@@ -39,10 +39,6 @@ class EncoderGuide(PyroModule):
         """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
         return self.encoder(x)
 
-    def mean(self, x: torch.Tensor, indices=None, dataset_size=None) -> torch.Tensor:
-        """The mean of q(z^K | x), (*B, |z|): what reconstructions decode."""
-        return self.encode(x)[0]
-
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
                 dataset_size: int | None = None) -> torch.Tensor:
         return self.sample(x, *self.encode(x), indices, dataset_size)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 
-from ..config import top_site
 from ..plates import data_plate
 
 __all__ = ["ImageDelta", "ImageNormal"]
@@ -25,22 +24,12 @@ class _PerImage:
         """Create the parameters for ``dataset_size`` images (Pyro creates them lazily)."""
         self(x[:1], torch.zeros(1, dtype=torch.long, device=x.device), dataset_size)
 
-    def mean(self, x, indices, dataset_size) -> torch.Tensor:
-        """The guide's z^K for the images at ``indices``, (B, |z|)."""
-        if indices is None:
-            raise ValueError("a per-image guide needs the images' indices in its dataset")
-        return self._top_loc()[indices]
-
 
 class ImageNormal(_PerImage, AutoNormal):
     """A diagonal Normal per image and latent site (pyro.infer.autoguide.AutoNormal)."""
 
     def __init__(self, model, init_scale: float = 0.1):
         super().__init__(model, init_scale=init_scale, create_plates=data_plate)
-        self.top = top_site(model.cfg)
-
-    def _top_loc(self) -> torch.Tensor:
-        return getattr(self.locs, self.top)
 
 
 class ImageDelta(_PerImage, AutoDelta):
@@ -51,7 +40,3 @@ class ImageDelta(_PerImage, AutoDelta):
 
     def __init__(self, model):
         super().__init__(model, create_plates=data_plate)
-        self.top = top_site(model.cfg)
-
-    def _top_loc(self) -> torch.Tensor:
-        return getattr(self, self.top)

@@ -1,0 +1,157 @@
+"""A structured guide for stochastic per-level latents: top-down, ladder style.
+
+With ``cfg.stochastic_levels`` the model has a site per tree level below the top,
+``z{k} ~ Normal(m_k, level_scale)`` with ``m_k`` the child latents that the parents'
+programs emit. :class:`~rnp_pyro.guides.EncoderGuide` infers only z^K and draws the
+lower levels from that prior. :class:`LadderGuide` infers them too, top-down over
+the tree, as the model generates them:
+
+    q(z^K | x)            = Normal(ResNetEncoder(x))
+    q(z^k | z^{k+1}, x)   = Normal(m_k + delta, scale),  per node,
+    (delta, scale)        = head([features(crop), m_k])
+
+where ``m_k`` and each node's action come from running the *model's own* programs
+on the parent latents the guide has sampled (``model.programs`` and
+:func:`rnp_pyro.program.run`, as in ``RNP.grow``), and ``crop`` is the region of x
+under the node: the root's crop is x, a child's is its parent's crop cropped under
+the child's action (:func:`rnp_pyro.spatial.crop`). One small network encodes the
+crops of every level (bottom-up evidence). The head's output layer starts at zero,
+with the scale's bias set so that ``scale == level_scale``: at initialisation the
+guide's lower levels are exactly the model's conditional prior.
+
+The model is held as a plain reference (not a submodule), so the guide's parameters
+and state_dict hold only its own networks. Gradients of the loss still reach the
+model's parameters through the prior means and actions the guide computes with
+them, as they must: q depends on them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from .. import program, spatial
+from ..config import ConfigError, RNPConfig, site_name, top_site
+from ..encoder import SCALE_FLOOR, ResNetEncoder
+from ..plates import data_plate
+
+__all__ = ["LadderGuide", "CropEncoder", "LevelPosterior"]
+
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class CropEncoder(nn.Module):
+    """Crops (M, C, H, W) -> features (M, ``features``): two strided convs, a 4x4 pool, a dense layer."""
+
+    def __init__(self, channels: int, width: int = 16, features: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.ELU(),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.ELU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(2 * width * 16, features), nn.ELU())
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net(crops)
+
+
+class LevelPosterior(nn.Module):
+    """[crop features, prior mean] (M, F + |z|) -> (delta, scale), each (M, |z|).
+
+    The output layer starts at zero weights, its delta bias at zero and its scale bias
+    at softplus^-1(level_scale - floor): delta == 0 and scale == level_scale at first.
+    """
+
+    def __init__(self, features: int, z_dim: int, level_scale: float, hidden: int = 64):
+        super().__init__()
+        self.z_dim = z_dim
+        self.hidden = nn.Sequential(nn.Linear(features + z_dim, hidden), nn.ELU())
+        self.out = nn.Linear(hidden, 2 * z_dim)
+        with torch.no_grad():
+            self.out.weight.zero_()
+            self.out.bias[:z_dim].zero_()
+            self.out.bias[z_dim:].fill_(_inverse_softplus(max(level_scale - SCALE_FLOOR, 1e-6)))
+
+    def forward(self, features: torch.Tensor, prior_mean: torch.Tensor):
+        out = self.out(self.hidden(torch.cat([features, prior_mean], -1)))
+        delta, raw_scale = out.split(self.z_dim, -1)
+        return delta, F.softplus(raw_scale) + SCALE_FLOOR
+
+
+class LadderGuide(PyroModule):
+    """q(z^K | x) q(z^{K-1} | z^K, x) ... q(z^0 | z^1, x), one site per level as in the model.
+
+    ``LadderGuide(cfg, model)`` needs ``cfg.stochastic_levels`` and the :class:`RNP`
+    whose programs give each level's prior means and actions. ``guide(x, indices,
+    dataset_size)`` takes the model's arguments; ``encode(x)`` is (loc, scale) of
+    q(z^K | x).
+    """
+
+    def __init__(self, cfg: RNPConfig, model, crop_width: int = 16, features: int = 64,
+                 hidden: int = 64):
+        super().__init__()
+        if not cfg.stochastic_levels:
+            raise ConfigError("LadderGuide infers the per-level latents of a model with "
+                              "stochastic_levels=True; this config has a deterministic tree "
+                              "(stochastic_levels=False), whose only latent is z^K: use "
+                              "EncoderGuide, or set stochastic_levels=True")
+        if model is None or not hasattr(model, "programs"):
+            raise ValueError("LadderGuide runs the model's programs top-down: pass "
+                             "LadderGuide(cfg, model) with the RNP it guides")
+        model_cfg = getattr(model, "cfg", cfg)
+        if (tuple(model_cfg.taus), model_cfg.z_dim) != (tuple(cfg.taus), cfg.z_dim):
+            raise ConfigError(f"the model's tree (taus={model_cfg.taus}, z_dim={model_cfg.z_dim}) "
+                              f"differs from the guide's (taus={cfg.taus}, z_dim={cfg.z_dim})")
+        self.cfg = cfg
+        self.encoder = ResNetEncoder(cfg)
+        self.crop_encoder = CropEncoder(cfg.channels, crop_width, features)
+        self.posterior = LevelPosterior(features, cfg.z_dim, cfg.level_scale, hidden)
+        object.__setattr__(self, "model", model)
+
+    per_image = False  # amortized: no parameters of its own per dataset image
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None) -> torch.Tensor:
+        loc, scale = self.encode(x)
+        with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
+            z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
+            self.sample_lower_levels(z_top, x)
+        return z_top
+
+    def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+        """Sample sites z{K-1} ... z0 top-down given z^K (*B, |z|) and the images x.
+
+        Returns the sampled latents of each level below the top, (*B, n_k, |z|).
+        """
+        cfg = self.cfg
+        lead = z_top.shape[:-1]
+        parents = z_top.reshape(-1, cfg.z_dim)  # (N * n, |z|), batch-major
+        crops = x.expand(*lead, *cfg.image_shape).reshape(-1, *cfg.image_shape)
+        levels = []
+        for depth, tau in enumerate(cfg.taus):
+            state, policy = self.model.programs(parents, depth, leaves_next=False)
+            means, actions = program.run(state, policy, tau)  # (N * n, tau, .)
+            crops = spatial.crop(crops.unsqueeze(1).expand(-1, tau, *cfg.image_shape), actions,
+                                 cfg.scale_offset, cfg.rotation_range)
+            crops = crops.reshape(-1, *cfg.image_shape)  # (N * n * tau, C, H, W)
+            means = means.reshape(-1, cfg.z_dim)
+            delta, scale = self.posterior(self.crop_encoder(crops), means)
+            shaped = (*lead, -1, cfg.z_dim)
+            q = dist.Normal((means + delta).reshape(shaped), scale.reshape(shaped)).to_event(2)
+            children = pyro.sample(site_name(len(cfg.taus) - depth - 1), q)
+            levels.append(children)
+            parents = children.reshape(-1, cfg.z_dim)
+        return levels

@@ -1,0 +1,230 @@
+import pytest
+import pyro
+import torch
+from pyro import poutine
+
+from rnp_pyro import RNP, presets, spatial
+from rnp_pyro.config import ConfigError, site_name, top_site
+from rnp_pyro.guides.ladder import LadderGuide
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+
+
+def small_config(**overrides):
+    """The fashion preset with stochastic levels and a light encoder, for quick tests."""
+    light = dict(stochastic_levels=True, encoder_channels=8, encoder_blocks=1, encoder_dense=(32,))
+    return presets.get("fashion", **{**light, **overrides})
+
+
+def rectangles(n, size=28):
+    """Images of one bright axis-aligned rectangle each, at random places and sizes."""
+    images = torch.zeros(n, 1, size, size)
+    corners = torch.randint(0, size - 8, (n, 2))
+    sides = torch.randint(6, 9, (n, 2))
+    for image, (top, left), (height, width) in zip(images, corners.tolist(), sides.tolist()):
+        image[:, top:top + height, left:left + width] = 1.0
+    return images
+
+
+def latent_sites(trace):
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and name != "data"}
+
+
+def level_names(cfg):
+    return [site_name(k) for k in range(cfg.levels - 1, -1, -1)]
+
+
+@pytest.mark.parametrize("particles", [None, 3])
+def test_sites_and_shapes_match_the_models(particles):
+    cfg = small_config(kl_weight=0.5)
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    x = torch.rand(5, 1, 28, 28)
+
+    def traced(fn):
+        if particles is None:
+            return poutine.trace(fn).get_trace(x)
+        with pyro.plate("particles", particles, dim=-2):  # as vectorize_particles does
+            return poutine.trace(fn).get_trace(x)
+
+    guide_sites, model_sites = latent_sites(traced(guide)), latent_sites(traced(model))
+    assert list(guide_sites) == list(model_sites) == level_names(cfg)
+    lead = (5,) if particles is None else (particles, 5)
+    for name, site in guide_sites.items():
+        other = model_sites[name]
+        assert site["value"].shape == other["value"].shape, name
+        assert site["fn"].batch_shape == other["fn"].batch_shape == lead, name
+        assert site["fn"].event_shape == other["fn"].event_shape, name
+        assert site["scale"] == other["scale"] == 0.5, name
+        assert [f.name for f in site["cond_indep_stack"] if f.name != "particles"] == ["data"]
+    nodes = cfg.nodes_per_level
+    assert [guide_sites[n]["value"].shape for n in level_names(cfg)] == [
+        (*lead, cfg.z_dim), *((*lead, count, cfg.z_dim) for count in nodes[1:])]
+
+
+def test_vectorized_particles_give_finite_loss_and_gradients():
+    cfg = small_config()
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    elbo = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    loss = elbo.differentiable_loss(model, guide, torch.rand(4, 1, 28, 28))
+    assert loss.shape == () and torch.isfinite(loss)
+    loss.backward()
+    # the output layer of the level posterior starts at zero, so at first only it and
+    # the top encoder get gradients among the guide's parameters
+    for name, parameter in [*guide.encoder.named_parameters(), *guide.posterior.out.named_parameters()]:
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_guide_parameters_are_its_own_networks():
+    cfg = small_config()
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    names = {name for name, _ in guide.named_parameters()}
+    assert names and all(name.split(".")[0] in ("encoder", "crop_encoder", "posterior")
+                         for name in names)
+    assert not {id(p) for p in guide.parameters()} & {id(p) for p in model.parameters()}
+    assert all(key.split(".")[0] in ("encoder", "crop_encoder", "posterior")
+               for key in guide.state_dict())
+
+
+def test_guide_starts_at_the_models_conditional_prior():
+    cfg = small_config(level_scale=0.2)
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    x = torch.rand(3, 1, 28, 28)
+    guide_trace = poutine.trace(guide).get_trace(x)
+    # the model given the same z^K and the guide's lower levels
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    for name in level_names(cfg)[1:]:
+        q, p = guide_trace.nodes[name]["fn"].base_dist, model_trace.nodes[name]["fn"].base_dist
+        torch.testing.assert_close(q.loc, p.loc)
+        torch.testing.assert_close(q.scale, torch.full_like(q.scale, cfg.level_scale))
+    # and so the lower levels' log-density ratio vanishes
+    for name in level_names(cfg)[1:]:
+        torch.testing.assert_close(guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"]),
+                                   model_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"]))
+    # the top level decodes as with any guide
+    assert model.decode(guide.encode(x)[0]).canvas.shape == x.shape
+
+
+def test_each_node_sees_its_parents_crop_cropped_under_its_action():
+    cfg = small_config(taus=(3, 2))
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    seen = []
+    guide.crop_encoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    x = torch.rand(2, 1, 28, 28)
+    trace = poutine.trace(guide).get_trace(x)
+    lower = {name: trace.nodes[name]["value"] for name in level_names(cfg)[1:]}
+    _, actions, _ = poutine.condition(model.grow, lower)(trace.nodes[top_site(cfg)]["value"],
+                                                         patches=False)
+    image = (1, 28, 28)
+    parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), actions[1], cfg.scale_offset,
+                         cfg.rotation_range)
+    subparts = spatial.crop(parts.unsqueeze(2).expand(2, 3, 2, *image),
+                            actions[2].reshape(2, 3, 2, 6), cfg.scale_offset, cfg.rotation_range)
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[0], parts.reshape(6, *image))
+    torch.testing.assert_close(seen[1], subparts.reshape(12, *image))
+
+
+def fixed_noise_loss(model, guide, x):
+    """The loss on x with fixed noise (common random numbers), in eval mode."""
+    elbo = pyro.infer.Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    modes = [m.training for m in (model, guide, guide.encoder)]
+    model.eval(), guide.eval()
+    with torch.no_grad(), torch.random.fork_rng():
+        pyro.set_rng_seed(1)
+        loss = elbo.differentiable_loss(model, guide, x).item()
+    model.train(modes[0]), guide.train(modes[1]), guide.encoder.train(modes[2])
+    return loss
+
+
+def test_short_svi_run_of_model_and_guide_lowers_the_loss():
+    cfg = small_config()
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    x = rectangles(8)
+    loss_fn = pyro.infer.Trace_ELBO()(model, guide)
+    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=1e-3)
+    trained = {id(p) for p in loss_fn.parameters()}
+    assert {id(p) for p in guide.parameters()} <= trained
+    assert {id(p) for p in model.parameters()} <= trained
+    before = fixed_noise_loss(model, guide, x)
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = loss_fn(x)
+        loss.backward()
+        optimizer.step()
+    assert fixed_noise_loss(model, guide, x) < before - 100
+
+
+def test_training_only_the_level_posteriors_lowers_the_loss():
+    """With the model and q(z^K | x) frozen, only q of the lower levels can improve the ELBO.
+
+    It starts at the model's conditional prior, a valid but uninformed posterior; a
+    guide whose lower levels did not learn from the crops would not move the loss.
+    """
+    cfg = small_config()
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model)
+    guide.encoder.eval()  # frozen, BatchNorm statistics included
+    x = rectangles(8)
+    elbo = pyro.infer.Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
+    ladder = [*guide.crop_encoder.parameters(), *guide.posterior.parameters()]
+    optimizer = torch.optim.Adam(ladder, lr=1e-3)
+    frozen = [p.detach().clone() for p in [*model.parameters(), *guide.encoder.parameters()]]
+    before = fixed_noise_loss(model, guide, x)
+    for _ in range(20):
+        optimizer.zero_grad()
+        elbo.differentiable_loss(model, guide, x).backward()
+        optimizer.step()
+    after = fixed_noise_loss(model, guide, x)
+    assert all(torch.equal(p, q) for p, q in
+               zip([*model.parameters(), *guide.encoder.parameters()], frozen))
+    assert after < before - 5, (before, after)
+
+
+def test_a_deterministic_tree_is_refused():
+    cfg = small_config(stochastic_levels=False)
+    with pytest.raises(ConfigError, match="stochastic_levels=False.*EncoderGuide"):
+        LadderGuide(cfg, RNP(cfg))
+
+
+def test_the_model_is_needed():
+    with pytest.raises(ValueError, match="LadderGuide\\(cfg, model\\)"):
+        LadderGuide(small_config(), None)
+
+
+def test_posterior_means_are_the_guides_means_top_down():
+    cfg = small_config(taus=(3, 2))
+    model = RNP(cfg)
+    guide = LadderGuide(cfg, model).eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        means = guide.posterior_means(x)
+        assert list(means) == level_names(cfg)
+        torch.testing.assert_close(means[top_site(cfg)], guide.encode(x)[0])
+        # at initialisation q's lower means are the prior's: the deterministic tree
+        latents, _, _ = model.grow(means[top_site(cfg)], stochastic=False, patches=False)
+        torch.testing.assert_close(means["z1"], latents[1].reshape(2, 3, cfg.z_dim))
+        torch.testing.assert_close(means["z0"], latents[2].reshape(2, 6, cfg.z_dim))
+        lower = {name: value for name, value in means.items() if name != top_site(cfg)}
+        tree = poutine.condition(model.decode, lower)(means[top_site(cfg)])
+        torch.testing.assert_close(tree.canvas, model.decode(means[top_site(cfg)],
+                                                             stochastic=False).canvas)
+
+
+def test_mean_is_the_top_encoders_mean():
+    cfg = small_config()
+    guide = LadderGuide(cfg, RNP(cfg)).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert guide.per_image is False
+    torch.testing.assert_close(guide.mean(x), guide.encode(x)[0])
