@@ -63,12 +63,9 @@ def main():
               help="samples per image in the objective (vectorized)")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True),
               help="start from the weights of this run folder")
-@click.option("--freeze", callback=lambda ctx, param, value: _names(value, FREEZABLE),
-              help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
-@click.option("--classes", callback=lambda ctx, param, value: _labels(value),
-              help="train and test only on these labels, e.g. 0,1,2")
-@click.option("--exclude-classes", callback=lambda ctx, param, value: _labels(value),
-              help="leave these labels out of training and test, e.g. 9")
+@click.option("--freeze", help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
+@click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
+@click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -91,8 +88,10 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
                       stochastic_levels=stochastic_levels, objective=objective, num_particles=num_particles,
-                      init_from=init_from and str(Path(init_from).resolve()), freeze=freeze,
-                      classes=classes, exclude_classes=exclude_classes).items()
+                      init_from=init_from and str(Path(init_from).resolve()),
+                      freeze=_names(freeze, FREEZABLE, "--freeze"),
+                      classes=_labels(classes, "--classes"),
+                      exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}
     if preset is None:
         cfg = presets.for_dataset(dataset, **overrides)
@@ -126,11 +125,12 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
               help="K: adds the importance-weighted bound on log p(x) per image from K samples")
 @click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS, show_default=True,
               help="steps that fit a per-image guide to the test images")
+@click.option("--limit", type=click.IntRange(min=1), help="only the first N test images")
 @_friendly_errors
-def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps):
+def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
     """Test metrics of a trained run; also written to RUN_DIR/evaluation.json."""
     metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples, fit_steps=fit_steps,
-                           data_dir=data_dir, device=device)
+                           limit=limit, data_dir=data_dir, device=device)
     _print_metrics(metrics)
     click.echo(f"wrote {run_dir / EVALUATION_FILE}")
 
@@ -140,24 +140,26 @@ def _default_out(dataset: str, model: str) -> Path:
     return Path("runs") / (name if model == "rnp" else f"{name}-{model}")
 
 
-def _names(value: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
+def _names(value: str | None, known: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    """A comma-separated list of names from ``known``."""
     if value is None:
         return None
     names = tuple(name.strip() for name in value.split(",") if name.strip())
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+        raise ConfigError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
 
 
-def _labels(value: str | None) -> tuple[int, ...] | None:
+def _labels(value: str | None, option: str) -> tuple[int, ...] | None:
+    """A comma-separated list of integer class labels."""
     if value is None:
         return None
     try:
         return tuple(int(label) for label in value.split(",") if label.strip())
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of class labels, "
-                                 f"e.g. 0,1,2") from None
+        raise ConfigError(f"{option}: {value!r} is not a comma-separated list of class labels, "
+                          f"e.g. 0,1,2") from None
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -63,13 +63,14 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
 
 
 def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
-                 fit_steps: int = FIT_STEPS, data_dir: str | Path | None = None,
-                 device: str = "auto") -> dict:
+                 fit_steps: int = FIT_STEPS, limit: int | None = None,
+                 data_dir: str | Path | None = None, device: str = "auto") -> dict:
     """Evaluate a run folder on its test set; also written to ``evaluation.json``.
 
     ``guide`` (default: the run's own) may name another guide: "encoder" and
     "refined" share the run's trained encoder; per-image guides ("normal", "delta")
     are fitted to the test images first, ``fit_steps`` steps with the model frozen.
+    ``limit`` keeps the first images of the test set only.
     """
     run_dir = Path(run_dir)
     device = resolve_device(device)
@@ -77,7 +78,7 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     cfg = run.config
     test = data.load_images(cfg.dataset, train=False, data_dir=data_dir,
                             image_size=cfg.image_size, channels=cfg.channels)
-    test = test.filter_classes(cfg.classes, cfg.exclude_classes)
+    test = test.filter_classes(cfg.classes, cfg.exclude_classes).subset(limit)
     data.check_images(test.images, channels=cfg.channels, image_size=cfg.image_size)
     images = test.to(device).images
     name = guide or cfg.guide
@@ -90,11 +91,12 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
 
 
 def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,
-               fit_steps: int = FIT_STEPS):
+              fit_steps: int = FIT_STEPS, **fit_options):
     """The guide ``name`` ready for ``images``, beside a trained ``guide``; and what fitting took.
 
     The trained guide serves as it is when it is amortized and of that kind; "encoder"
-    and "refined" share a trained encoder; per-image guides are fitted to ``images``.
+    and "refined" share a trained encoder; per-image guides are fitted to ``images``
+    (``fit_options`` go to :func:`rnp_pyro.infer.fit_guide`).
     """
     if name == cfg.guide and not getattr(guide, "per_image", False):
         return guide, {}
@@ -103,7 +105,7 @@ def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,
         fresh = guides.make(name, cfg, model, example=images, dataset_size=len(images))
         fresh.to(images.device)
         started = time.perf_counter()
-        losses = fit_guide(model, fresh, images, steps=fit_steps)
+        losses = fit_guide(model, fresh, images, steps=fit_steps, **fit_options)
         return fresh, {"fit_steps": fit_steps, "fit_final_loss": losses[-1],
                        "fit_seconds": round(time.perf_counter() - started, 3)}
     if name in ("encoder", "refined") and hasattr(guide, "encoder"):

@@ -104,3 +104,32 @@ def test_an_interrupted_fit_says_how_to_resume(few_images, tmp_path, monkeypatch
     assert result.exit_code == 130
     assert f"{out / 'checkpoint.pt'}" in result.output and "--resume" in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress").exit_code == 0
+    evaluated = invoke("evaluate", out, "--device", "cpu", "--guide", "normal", "--fit-steps", 3,
+                       "--iwae-samples", 5, "--limit", 16)
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert (metrics["guide"], metrics["n_images"], metrics["fit_steps"]) == ("normal", 16, 3)
+    assert metrics["log_likelihood_bound_nats_per_image"] >= metrics["elbo_nats_per_image"]
+    assert "log_likelihood_bound_nats_per_image:" in evaluated.output
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--freeze", "hyper_state,wings", ["--freeze", "wings", "hyper_policy"]),
+    ("--classes", "1,two", ["--classes", "two"]),
+    ("--guide", "ladder", ["stochastic_levels"]),
+])
+def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, words, tmp_path):
+    result = invoke("fit", "--dataset", "strokes", option, value, "--out", tmp_path / "run")
+    assert_one_line_error(result, *words)
+
+
+def test_a_class_filter_that_leaves_nothing_is_a_one_line_error(few_images, tmp_path):
+    result = invoke("fit", "--dataset", "strokes", "--classes", 99, "--out", tmp_path / "run",
+                    "--device", "cpu")
+    assert_one_line_error(result, "no image", "99")
