@@ -95,7 +95,8 @@ def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,
     """The guide ``name`` ready for ``images``, beside a trained ``guide``; and what fitting took.
 
     The trained guide serves as it is when it is amortized and of that kind; "encoder"
-    and "refined" share a trained encoder; per-image guides are fitted to ``images``
+    and "refined" share a trained encoder; per-image guides start where the trained
+    encoder puts each image (when there is one) and are fitted to ``images``
     (``fit_options`` go to :func:`rnp_pyro.infer.fit_guide`).
     """
     if name == cfg.guide and not getattr(guide, "per_image", False):
@@ -104,6 +105,10 @@ def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,
     if name in ("normal", "delta"):
         fresh = guides.make(name, cfg, model, example=images, dataset_size=len(images))
         fresh.to(images.device)
+        if hasattr(guide, "encode"):  # start each image where the trained encoder puts it
+            with evaluating(guide):
+                fresh.start_from(*(torch.cat(part) for part in zip(
+                    *(guide.encode(x) for x in images.split(DECODES_PER_CHUNK)))))
         started = time.perf_counter()
         losses = fit_guide(model, fresh, images, steps=fit_steps, **fit_options)
         return fresh, {"fit_steps": fit_steps, "fit_final_loss": losses[-1],

@@ -169,3 +169,14 @@ def test_class_filters_keep_and_exclude_labels(strokes):
     assert len(kept) and not (kept.labels == 1).any()
     with pytest.raises(data.DataError, match="no image"):
         train_set.filter_classes((1,), exclude=()).filter_classes((2,))
+
+
+@pytest.mark.parametrize("name", ["normal", "delta"])
+def test_per_image_guides_start_where_the_encoder_puts_each_image(name, trained, strokes):
+    images = strokes[1].images
+    guide, _ = guide_for(trained.model, trained.guide, trained.config, name, images, fit_steps=1,
+                         lr=1e-9)
+    with torch.no_grad():
+        loc, _ = trained.guide.eval().encode(images)
+        means = guides.posterior_means(guide, images, torch.arange(len(images)), len(images))
+    torch.testing.assert_close(means[top_site(trained.config)], loc, atol=1e-4, rtol=0)

@@ -10,8 +10,10 @@ against (its amortization gap).
 from __future__ import annotations
 
 import torch
+from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 
+from ..config import top_site
 from ..plates import data_plate
 
 __all__ = ["ImageDelta", "ImageNormal"]
@@ -24,12 +26,24 @@ class _PerImage:
         """Create the parameters for ``dataset_size`` images (Pyro creates them lazily)."""
         self(x[:1], torch.zeros(1, dtype=torch.long, device=x.device), dataset_size)
 
+    def start_from(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Start every image's q(z^K) at (loc, scale) (N, |z|), e.g. an encoder's guess."""
+        for module, name, value in self._top_parameters(self.top, loc, scale):
+            constraint, _ = module._pyro_params[name]
+            unconstrained = getattr(module, f"{name}_unconstrained")
+            with torch.no_grad():
+                unconstrained.copy_(biject_to(constraint).inv(value))
+
 
 class ImageNormal(_PerImage, AutoNormal):
     """A diagonal Normal per image and latent site (pyro.infer.autoguide.AutoNormal)."""
 
     def __init__(self, model, init_scale: float = 0.1):
         super().__init__(model, init_scale=init_scale, create_plates=data_plate)
+        self.top = top_site(model.cfg)
+
+    def _top_parameters(self, top, loc, scale):
+        return [(self.locs, top, loc), (self.scales, top, scale)]
 
 
 class ImageDelta(_PerImage, AutoDelta):
@@ -40,3 +54,7 @@ class ImageDelta(_PerImage, AutoDelta):
 
     def __init__(self, model):
         super().__init__(model, create_plates=data_plate)
+        self.top = top_site(model.cfg)
+
+    def _top_parameters(self, top, loc, scale):
+        return [(self, top, loc)]
