@@ -9,19 +9,14 @@ The networks stay as trained; only inference changes:
 - normal: a Normal per image (Pyro's AutoNormal), started at the encoder's guess and
   fitted to these images: the per-image optimum that measures the encoder's
   amortization gap;
-- delta: a point per image (AutoDelta, MAP); its "ELBO" is log p(x, z*), not a bound;
-- nuts (with --nuts N): NUTS over z^K of the first N images (MSE only: MCMC gives
-  samples, not a density to weight them by).
+- delta: a point per image (AutoDelta, MAP); its "ELBO" is log p(x, z*), not a bound.
 """
 
 import argparse
 import json
 import time
 
-import torch
-
 import rnp_pyro
-from rnp_pyro import infer
 
 GUIDES = ("encoder", "refined", "normal", "delta")
 
@@ -32,7 +27,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="test images")
     parser.add_argument("--iwae-samples", type=int, default=100)
     parser.add_argument("--fit-steps", type=int, default=600, help="steps fitting per-image guides")
-    parser.add_argument("--nuts", type=int, default=0, help="also run NUTS on this many images")
     parser.add_argument("--guides", default=",".join(GUIDES), help="comma-separated, from "
                         + ", ".join(GUIDES))
     parser.add_argument("--out", help="write the table as JSON here")
@@ -53,9 +47,6 @@ def main() -> None:
                      "mse_per_pixel": metrics["mse_per_pixel"],
                      "seconds": time.perf_counter() - started})
         print(_row(rows[-1]), flush=True)
-    if args.nuts:
-        rows.append(_nuts(run, images[:args.nuts]))
-        print(_row(rows[-1]), flush=True)
 
     summary = {"images": len(images), "iwae_samples": args.iwae_samples,
                "fit_steps": args.fit_steps, "rows": rows}
@@ -73,17 +64,6 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as file:
             json.dump(summary, file, indent=2)
-
-
-def _nuts(run, images) -> dict:
-    """NUTS over z^K with the networks frozen; the posterior mean's reconstruction error."""
-    started = time.perf_counter()
-    posterior = infer.mcmc_posterior(run.model, images)
-    z_top = posterior.samples[rnp_pyro.config.top_site(run.config)].mean(0)
-    with torch.no_grad():
-        mse = (run.model.decode(z_top).canvas - images).square().mean().item()
-    return {"guide": f"nuts ({len(images)} images)", "elbo": None, "log_likelihood_bound": None,
-            "mse_per_pixel": mse, "seconds": time.perf_counter() - started}
 
 
 def _row(row: dict) -> str:
