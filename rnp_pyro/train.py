@@ -24,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from . import data, viz
-from .config import RNPConfig
+from .config import ConfigError, RNPConfig
 from .evaluate import evaluate, guide_for
 from .infer.fitting import guide_args
 from .infer.objectives import make_objective
@@ -115,7 +115,7 @@ def _frozen_parts(cfg: RNPConfig, model, guide) -> list[torch.nn.Module]:
     for name in cfg.freeze:
         part = getattr(owners[name], name, None)
         if part is None:
-            raise CheckpointError(f"cannot freeze {name}: this {cfg.model} model with the "
+            raise ConfigError(f"cannot freeze {name}: this {cfg.model} model with the "
                                   f"{cfg.guide} guide has no such part")
         parts.append(part)
     return parts

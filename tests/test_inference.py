@@ -64,7 +64,7 @@ def test_importance_weighted_bound_tends_to_the_exact_log_likelihood():
     elbo, bound = log_likelihood_bounds(log_weights(gaussian_model, offset_guide, x,
                                                     num_samples=20000))
     assert bound.shape == elbo.shape == (3,)
-    torch.testing.assert_close(bound, exact, atol=0.02, rtol=0)
+    torch.testing.assert_close(bound.float(), exact, atol=0.02, rtol=0)
     assert (elbo < exact - 0.05).all()  # the guide is off: the ELBO is strictly looser
     small_k = log_likelihood_bounds(log_weights(gaussian_model, offset_guide, x, num_samples=5))
     assert (small_k[1] >= small_k[0]).all()
@@ -135,7 +135,9 @@ def test_evaluate_any_guide_of_a_run(trained, strokes):
         guide, fitted = guide_for(trained.model, trained.guide, trained.config, name, images,
                                    fit_steps=5)
         metrics = evaluate(trained.model, guide, images, iwae_samples=8)
-        assert metrics["log_likelihood_bound_nats_per_image"] >= metrics["elbo_nats_per_image"]
+        # equal for the point-mass guide, up to float64 rounding
+        assert metrics["log_likelihood_bound_nats_per_image"] >= \
+            metrics["elbo_nats_per_image"] - 1e-9
         assert ("fit_steps" in fitted) == (name in ("normal", "delta"))
 
 

@@ -40,6 +40,11 @@ def log_weights(model, guide, x: torch.Tensor, *args, num_samples: int = 1) -> t
 
 
 def log_likelihood_bounds(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ELBO, importance-weighted bound) per image from (K, B) log-weights, in nats."""
+    """(ELBO, importance-weighted bound) per image from (K, B) log-weights, in nats.
+
+    Summed in float64: the bound's excess over the ELBO can be far smaller than the
+    weights themselves (it is zero for a point-mass guide).
+    """
     count = weights.shape[0]
+    weights = weights.double()
     return weights.mean(0), torch.logsumexp(weights, 0) - math.log(count)
