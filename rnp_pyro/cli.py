@@ -128,7 +128,8 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 @click.option("--limit", type=click.IntRange(min=1), help="only the first N test images")
 @_friendly_errors
 def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
-    """Test metrics of a trained run; also written to RUN_DIR/evaluation.json."""
+    """Test metrics of a trained run; also written to RUN_DIR/evaluation.json (and each
+    image's ELBO and bound to RUN_DIR/evaluation_per_image.csv)."""
     metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples, fit_steps=fit_steps,
                            limit=limit, data_dir=data_dir, device=device)
     _print_metrics(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from .modes import evaluating
 from .run import load_run, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
+PER_IMAGE_FILE = "evaluation_per_image.csv"
 DECODES_PER_CHUNK = 1000  # images x samples decoded at once when bounding log p(x)
 FIT_STEPS = 300  # steps that fit a per-image guide to test images
 
@@ -24,7 +26,7 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     """Metrics of ``images`` (on the model's device), in eval mode and without gradients.
 
     - ``mse_per_pixel``: mean squared error between each image and the canvas decoded
-      from the guide's mean.
+      from the guide's means (:func:`rnp_pyro.guides.reconstruct`).
     - ``elbo_nats_per_image``: the ELBO of the model's own log p(x) (training weights
       such as ``kl_weight`` left out), from ``iwae_samples`` draws per image.
     - ``log_likelihood_bound_nats_per_image`` (with ``iwae_samples`` > 1): the
@@ -65,7 +67,8 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
 def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
                  fit_steps: int = FIT_STEPS, limit: int | None = None,
                  data_dir: str | Path | None = None, device: str = "auto") -> dict:
-    """Evaluate a run folder on its test set; also written to ``evaluation.json``.
+    """Evaluate a run folder on its test set; also written to ``evaluation.json``, with
+    each test image's ELBO and bound (nats) in ``evaluation_per_image.csv``.
 
     ``guide`` (default: the run's own) may name another guide: "encoder" and
     "refined" share the run's trained encoder; per-image guides ("normal", "delta")
@@ -85,7 +88,13 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     chosen, fitted = guide_for(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
     metrics = {"dataset": cfg.dataset, "model": cfg.model, "guide": name, "epoch": run.epoch,
                "step": run.step, **fitted,
-               **evaluate(run.model, chosen, images, iwae_samples=iwae_samples)}
+               **evaluate(run.model, chosen, images, iwae_samples=iwae_samples, per_image=True)}
+    per_image = metrics.pop("per_image")
+    with open(run_dir / PER_IMAGE_FILE, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["image", "elbo", "log_likelihood_bound"])
+        writer.writerows(zip(range(len(images)), per_image["elbo"],
+                             per_image["log_likelihood_bound"]))
     (run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

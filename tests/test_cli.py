@@ -117,6 +117,10 @@ def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, t
     assert (metrics["guide"], metrics["n_images"], metrics["fit_steps"]) == ("normal", 16, 3)
     assert metrics["log_likelihood_bound_nats_per_image"] >= metrics["elbo_nats_per_image"]
     assert "log_likelihood_bound_nats_per_image:" in evaluated.output
+    rows = (out / "evaluation_per_image.csv").read_text().splitlines()
+    assert rows[0] == "image,elbo,log_likelihood_bound" and len(rows) == 17
+    bounds = [float(row.split(",")[2]) for row in rows[1:]]
+    assert sum(bounds) / 16 == pytest.approx(metrics["log_likelihood_bound_nats_per_image"])
 
 
 @pytest.mark.parametrize("option, value, words", [

@@ -31,7 +31,7 @@ def make(name: str, cfg: RNPConfig, model, example=None, dataset_size: int | Non
     if name == "encoder":
         return EncoderGuide(cfg, model=model)
     if name == "refined":
-        return RefinedGuide(cfg, model)
+        return RefinedGuide(cfg, model=model)
     if name == "ladder":
         return LadderGuide(cfg, model)
     if name in ("normal", "delta"):

@@ -26,9 +26,6 @@ class RefinedGuide(EncoderGuide):
     its own output, so it keeps learning to start the refinement well.
     """
 
-    def __init__(self, cfg, model):
-        super().__init__(cfg, model=model)
-
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, scale = super().encode(x)
         refined_loc, refined_scale = self.refine(x, loc.detach(), scale.detach())
