@@ -1,6 +1,7 @@
 import pytest
 import pyro
 import torch
+from images import rectangles
 from pyro import poutine
 
 from rnp_pyro import RNP, presets, spatial
@@ -19,16 +20,6 @@ def small_config(**overrides):
     """The fashion preset with stochastic levels and a light encoder, for quick tests."""
     light = dict(stochastic_levels=True, encoder_channels=8, encoder_blocks=1, encoder_dense=(32,))
     return presets.get("fashion", **{**light, **overrides})
-
-
-def rectangles(n, size=28):
-    """Images of one bright axis-aligned rectangle each, at random places and sizes."""
-    images = torch.zeros(n, 1, size, size)
-    corners = torch.randint(0, size - 8, (n, 2))
-    sides = torch.randint(6, 9, (n, 2))
-    for image, (top, left), (height, width) in zip(images, corners.tolist(), sides.tolist()):
-        image[:, top:top + height, left:left + width] = 1.0
-    return images
 
 
 def latent_sites(trace):

@@ -48,5 +48,9 @@ class EncoderGuide(PyroModule):
         with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
             z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
             if self.cfg.stochastic_levels:
-                self.model.sample_lower_levels(z_top)
+                self.sample_lower_levels(z_top, x)
         return z_top
+
+    def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> None:
+        """The per-level sites below z^K: here from the model's own conditional prior."""
+        self.model.sample_lower_levels(z_top)

@@ -33,14 +33,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro import poutine
-from pyro.nn import PyroModule
 from torch import nn
 
 from .. import program, spatial
-from ..config import ConfigError, RNPConfig, site_name, top_site
-from ..encoder import SCALE_FLOOR, ResNetEncoder
-from ..plates import data_plate
+from ..config import ConfigError, RNPConfig, site_name
+from ..encoder import SCALE_FLOOR
+from .encoder import EncoderGuide
 
 __all__ = ["LadderGuide", "CropEncoder", "LevelPosterior"]
 
@@ -87,18 +85,16 @@ class LevelPosterior(nn.Module):
         return delta, F.softplus(raw_scale) + SCALE_FLOOR
 
 
-class LadderGuide(PyroModule):
+class LadderGuide(EncoderGuide):
     """q(z^K | x) q(z^{K-1} | z^K, x) ... q(z^0 | z^1, x), one site per level as in the model.
 
     ``LadderGuide(cfg, model)`` needs ``cfg.stochastic_levels`` and the :class:`RNP`
-    whose programs give each level's prior means and actions. ``guide(x, indices,
-    dataset_size)`` takes the model's arguments; ``encode(x)`` is (loc, scale) of
-    q(z^K | x).
+    whose programs give each level's prior means and actions. q(z^K | x) is the
+    encoder guide's; the levels below replace its draws from the model's prior.
     """
 
     def __init__(self, cfg: RNPConfig, model, crop_width: int = 16, features: int = 64,
                  hidden: int = 64):
-        super().__init__()
         if not cfg.stochastic_levels:
             raise ConfigError("LadderGuide infers the per-level latents of a model with "
                               "stochastic_levels=True; this config has a deterministic tree "
@@ -111,25 +107,9 @@ class LadderGuide(PyroModule):
         if (tuple(model_cfg.taus), model_cfg.z_dim) != (tuple(cfg.taus), cfg.z_dim):
             raise ConfigError(f"the model's tree (taus={model_cfg.taus}, z_dim={model_cfg.z_dim}) "
                               f"differs from the guide's (taus={cfg.taus}, z_dim={cfg.z_dim})")
-        self.cfg = cfg
-        self.encoder = ResNetEncoder(cfg)
+        super().__init__(cfg, model=model)
         self.crop_encoder = CropEncoder(cfg.channels, crop_width, features)
         self.posterior = LevelPosterior(features, cfg.z_dim, cfg.level_scale, hidden)
-        object.__setattr__(self, "model", model)
-
-    per_image = False  # amortized: no parameters of its own per dataset image
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
-        return self.encoder(x)
-
-    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
-                dataset_size: int | None = None) -> torch.Tensor:
-        loc, scale = self.encode(x)
-        with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
-            z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
-            self.sample_lower_levels(z_top, x)
-        return z_top
 
     def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
         """Sample sites z{K-1} ... z0 top-down given z^K (*B, |z|) and the images x.
