@@ -17,7 +17,7 @@ from .run import load_run, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
 PER_IMAGE_FILE = "evaluation_per_image.csv"
-DECODES_PER_CHUNK = 1000  # images x samples decoded at once when bounding log p(x)
+DECODES_PER_CHUNK = 4000  # images x samples decoded at once when bounding log p(x)
 FIT_STEPS = 300  # steps that fit a per-image guide to test images
 
 
@@ -45,9 +45,11 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     started = time.perf_counter()
     with evaluating(model, guide), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        for indices in data.batch_indices(count, chunk, shuffle=False, device=images.device):
+        for indices in data.batch_indices(count, batch_size, shuffle=False, device=images.device):
             x, args = images[indices], guide_args(guide, indices, count)
             squared_error += (guides.reconstruct(model, guide, x, *args).canvas - x).square().sum()
+        for indices in data.batch_indices(count, chunk, shuffle=False, device=images.device):
+            x, args = images[indices], guide_args(guide, indices, count)
             elbo, bound = log_likelihood_bounds(
                 log_weights(model, guide, x, *args, num_samples=iwae_samples))
             elbos.append(elbo)
