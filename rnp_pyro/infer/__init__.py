@@ -6,4 +6,3 @@ from .fitting import fit_guide, guide_args
 from .objectives import make_objective
 
 __all__ = ["fit_guide", "guide_args", "log_likelihood_bounds", "log_weights", "make_objective"]
-from .mcmc import MCMCPosterior, mcmc_posterior
