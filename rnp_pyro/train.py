@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import data, viz
 from .config import ConfigError, RNPConfig
 from .evaluate import evaluate, guide_for
-from .infer.fitting import guide_args
+from .infer.fitting import guide_args, loss_divisor
 from .infer.objectives import make_objective
 from .run import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_COLUMNS, METRICS_FILE, CheckpointError,
                   Run, build, checkpoint_config, config_changes, last_metrics, library_version,
@@ -258,7 +258,7 @@ class _Training:
         """The batch's loss in nats per image (a tensor), its gradient accumulated."""
         x = self.train_images[indices]
         args = guide_args(self.guide, indices, len(self.train_images))
-        per = len(self.train_images) if args else len(x)  # a subsampled plate scales to the dataset
+        per = loss_divisor(self.guide, len(x), len(self.train_images))
         if hasattr(self.objective, "differentiable_loss"):  # the loss stays on the device
             loss = self.objective.differentiable_loss(self.model, self.guide, x, *args) / per
             loss.backward()

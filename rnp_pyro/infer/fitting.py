@@ -13,12 +13,19 @@ from ..data import batch_indices
 from ..modes import frozen
 from .objectives import make_objective
 
-__all__ = ["fit_guide", "guide_args"]
+__all__ = ["fit_guide", "guide_args", "loss_divisor"]
 
 
 def guide_args(guide, indices: torch.Tensor, dataset_size: int) -> tuple:
     """The extra model/guide arguments of a batch: its indices for per-image guides."""
     return (indices, dataset_size) if getattr(guide, "per_image", False) else ()
+
+
+def loss_divisor(guide, batch_size: int, dataset_size: int) -> int:
+    """What a batch's loss is divided by to be in nats per image: the dataset size for
+    per-image guides (their subsampled plate scales the loss up to the whole dataset),
+    else the batch size."""
+    return dataset_size if getattr(guide, "per_image", False) else batch_size
 
 
 def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int = 500,
@@ -44,8 +51,7 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
                 loss = elbo.loss_and_grads(model, guide, x, *guide_args(guide, indices, count))
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                scale = count if getattr(guide, "per_image", False) else len(x)
-                losses.append(loss / scale)
+                losses.append(loss / loss_divisor(guide, len(x), count))
                 if len(losses) == steps:
                     break
     return losses
