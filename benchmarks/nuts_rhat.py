@@ -9,7 +9,9 @@ for every coordinate of every image.
 Chain c is one call of ``mcmc_posterior`` with seed SEED + c, run in one of
 WORKERS processes (one torch thread each, so use as many workers as cores).
 OUT.json is rewritten as each chain finishes, so a long run that is stopped still
-reports the chains it finished.
+reports the chains it finished. At the end it compares the run's amortized guide
+with the NUTS posterior on the same images (``--compare-only`` redoes just that
+from OUT.json and the saved ``--draws``).
 
     python benchmarks/nuts_rhat.py runs/fashion1 nuts.json \\
         [--images 4] [--chains 4] [--samples 200] [--warmup 200] [--workers 2]
@@ -30,6 +32,7 @@ import torch
 
 from rnp_pyro.data import load_images
 from rnp_pyro.infer import MCMCPosterior, mcmc_posterior
+from rnp_pyro.modes import evaluating
 from rnp_pyro.run import load_run
 
 TARGET_R_HAT = 1.05
@@ -53,8 +56,16 @@ TARGET_R_HAT = 1.05
 @click.option("--workers", default=2, show_default=True, help="chains run at once")
 @click.option("--draws", "draws_path", type=click.Path(dir_okay=False), default=None,
               help="also save the draws (chains, draws, images, |z|) here with torch.save")
+@click.option("--compare-only", is_flag=True,
+              help="no sampling: add the guide comparison to OUT.json from the saved --draws")
 def main(run_dir, out, images, chains, samples, warmup, max_tree_depth, target_accept,
-         full_mass, init_from, bf16, no_jit, seed, workers, draws_path):
+         full_mass, init_from, bf16, no_jit, seed, workers, draws_path, compare_only):
+    if compare_only:
+        if not draws_path:
+            raise click.UsageError("--compare-only needs --draws, the draws a run saved")
+        report = json.loads(Path(out).read_text())
+        compare(report, run_dir, torch.load(draws_path), out)
+        return
     options = dict(num_samples=samples, warmup_steps=warmup, num_chains=1, fp32=not bf16,
                    jit=not no_jit, max_tree_depth=max_tree_depth,
                    target_accept_prob=target_accept, full_mass=full_mass)
@@ -79,6 +90,7 @@ def main(run_dir, out, images, chains, samples, warmup, max_tree_depth, target_a
                 torch.save(post.draws, draws_path)
             print(f"{len(done)}/{chains} chains done after {report['seconds']:.0f} s", flush=True)
     show(report, out)
+    compare(report, run_dir, post.draws, out)
 
 
 def run_chain(run_dir, images: int, init_from: str, seed: int, options: dict) -> MCMCPosterior:
@@ -88,6 +100,34 @@ def run_chain(run_dir, images: int, init_from: str, seed: int, options: dict) ->
     x = load_images("fashion", train=False, image_size=28, channels=1, limit=images).images
     init = run.guide if init_from == "guide" else None
     return mcmc_posterior(run.model, x, seed=seed, init=init, **options)
+
+
+def compare(report: dict, run_dir, draws: torch.Tensor, out) -> None:
+    """Add to OUT.json, per image, how the run's amortized q(z^K | x) sits against the
+    NUTS posterior: test MSE decoded at either mean, the offset of the guide's mean in
+    posterior standard deviations (root mean square over coordinates), and the median
+    ratio of the guide's scale to the posterior's."""
+    run = load_run(run_dir)
+    x = load_images("fashion", train=False, image_size=28, channels=1,
+                    limit=draws.shape[2]).images
+    draws = draws.flatten(0, 1)  # (chains * draws, B, |z|)
+    mean, sd = draws.mean(0), draws.std(0)
+    with evaluating(run.model, run.guide):
+        loc, scale = run.guide.encode(x)
+
+        def mse(z):
+            return ((run.model.decode(z).canvas - x) ** 2).flatten(1).mean(1).tolist()
+
+        report["guide_against_nuts"] = {
+            "mse_at_nuts_mean": mse(mean),
+            "mse_at_guide_mean": mse(loc),
+            "guide_mean_offset_in_posterior_sds":
+                ((loc - mean) / sd).pow(2).mean(1).sqrt().tolist(),
+            "guide_to_posterior_sd_ratio_median": (scale / sd).median(1).values.tolist(),
+        }
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    for key, values in report["guide_against_nuts"].items():
+        print(f"  {key}: {', '.join(f'{v:.4g}' for v in values)}")
 
 
 def summarise(post: MCMCPosterior, settings: dict, run_dir, seconds: float) -> dict:

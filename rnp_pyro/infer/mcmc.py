@@ -107,24 +107,18 @@ def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_ste
     Pyro's multi-chain mode forks a process per chain and pickles the model.
 
     All B images run in one joint chain. The posterior factorises over images, so a
-    joint chain is a valid sampler of each, and one batched model run costs far less
-    than B separate ones (17 vs 4 x 13 ms per gradient for 4 Fashion-MNIST images on
-    one CPU thread); the diagonal mass matrix adapts per image and coordinate.
+    joint chain is a valid sampler of each, and one batched model run costs much less
+    than B separate ones; the diagonal mass matrix adapts per image and coordinate
+    (``full_mass`` adapts a dense one instead, which needs far more warmup draws).
 
-    ``fp32`` samples a copy of the model with ``cfg.bf16_decoder`` off (same weights).
+    ``fp32`` samples a copy of the model with ``cfg.bf16_decoder`` off (same weights):
     Hamiltonian dynamics assume a smooth potential, and bfloat16 rounding makes it
-    rough: on a trained Fashion-MNIST run the second differences of the potential
-    along a short line were 0.05 nats in bf16 against 0.0004 in fp32, and NUTS adapted
-    a 30 % smaller step (0.016 vs 0.022, one chain, same seed) for about the same
-    time and ESS, although the gradients agree within 0.5 %. So bf16 does not break
-    sampling, but fp32 costs nothing here and samples the smooth model exactly.
-    ``jit`` compiles the potential with ``torch.jit.trace`` (Pyro's ``jit_compile``):
-    11 instead of 17 ms per gradient there.
+    rough, which shrinks the adapted step. ``jit`` compiles the potential with
+    ``torch.jit.trace`` (Pyro's ``jit_compile``), which saves per-step overhead on a CPU.
 
-    ``max_tree_depth`` caps a NUTS trajectory at 2^depth - 1 steps. That posterior is
-    badly conditioned for a diagonal mass matrix (some directions ~50 times narrower
-    than others), so trajectories often reach the cap: depth 8 keeps one draw of 4
-    images to 2-3 s on one CPU thread.
+    ``max_tree_depth`` caps a NUTS trajectory at 2^depth - 1 leapfrog steps. The
+    posterior of a trained model is badly conditioned for a diagonal mass matrix, so
+    trajectories often reach the cap, and the cap bounds the time per draw.
     """
     cfg = getattr(model, "cfg", None)
     if getattr(cfg, "stochastic_levels", False):
