@@ -1,4 +1,4 @@
-"""The ``rnp-pyro`` command: train and evaluate from the shell.
+"""The ``rnp-pyro`` command: train, evaluate and check from the shell.
 
 Thin by design: it parses options, calls the library and prints. Expected
 failures (bad data, bad settings, bad checkpoints) print one ``Error:`` line.
@@ -15,6 +15,7 @@ from . import presets
 from .config import FREEZABLE, GUIDES, OBJECTIVES, ConfigError
 from .data import DataError
 from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
+from .ppc import PPC_DIR, ppc_run
 from .run import CHECKPOINT_FILE, CheckpointError
 from .train import fit as fit_run
 
@@ -134,6 +135,32 @@ def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
                            limit=limit, data_dir=data_dir, device=device)
     _print_metrics(metrics)
     click.echo(f"wrote {run_dir / EVALUATION_FILE}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where datasets are found or downloaded")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--guide", type=click.Choice(GUIDES),
+              help="draw latents from this guide [default: the run's]; per-image guides are "
+                   "fitted to the test images first")
+@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
+              help="the first N test images")
+@click.option("--samples", type=click.IntRange(min=2), default=100, show_default=True,
+              help="replicated images per test image")
+@click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS, show_default=True,
+              help="steps that fit a per-image guide to the test images")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly_errors
+def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
+    """Posterior predictive checks of a trained run: replicated test images, test
+    statistics and their p-values, with plots; written to RUN_DIR/ppc/."""
+    summary = ppc_run(run_dir, guide=guide, images=images, samples=samples, seed=seed,
+                      fit_steps=fit_steps, data_dir=data_dir, device=device)
+    for stat, values in summary["statistics"].items():
+        click.echo(f"{stat}: " + ", ".join(f"{k} {v:.3g}" for k, v in values.items()))
+    click.echo(f"wrote {run_dir / PPC_DIR}")
 
 
 def _default_out(dataset: str, model: str) -> Path:

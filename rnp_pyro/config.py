@@ -218,3 +218,10 @@ def site_name(level: int) -> str:
 def top_site(cfg: RNPConfig) -> str:
     """Name of the top latent site z^K, the one every guide must provide."""
     return site_name(cfg.levels - 1)
+
+
+def latent_sites(cfg: RNPConfig) -> tuple[str, ...]:
+    """Names of the model's latent sample sites, top first: z^K, then each lower
+    level's when ``stochastic_levels`` is on."""
+    levels = range(cfg.levels - 1, -1, -1) if cfg.stochastic_levels else [cfg.levels - 1]
+    return tuple(site_name(level) for level in levels)

@@ -81,11 +81,7 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     device = resolve_device(device)
     run = load_run(run_dir, device=device)
     cfg = run.config
-    test = data.load_images(cfg.dataset, train=False, data_dir=data_dir,
-                            image_size=cfg.image_size, channels=cfg.channels)
-    test = test.filter_classes(cfg.classes, cfg.exclude_classes).subset(limit)
-    data.check_images(test.images, channels=cfg.channels, image_size=cfg.image_size)
-    images = test.to(device).images
+    images = test_images(cfg, limit=limit, data_dir=data_dir, device=device)
     name = guide or cfg.guide
     chosen, fitted = guide_for(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
     metrics = {"dataset": cfg.dataset, "model": cfg.model, "guide": name, "epoch": run.epoch,
@@ -99,6 +95,17 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
                              per_image["log_likelihood_bound"]))
     (run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def test_images(cfg, *, limit: int | None = None, data_dir: str | Path | None = None,
+                device: str | torch.device = "cpu") -> torch.Tensor:
+    """The test images a run is judged on: its dataset's test split under its class
+    filters, the first ``limit`` of them, checked against its image size and channels."""
+    test = data.load_images(cfg.dataset, train=False, data_dir=data_dir,
+                            image_size=cfg.image_size, channels=cfg.channels)
+    test = test.filter_classes(cfg.classes, cfg.exclude_classes).subset(limit)
+    data.check_images(test.images, channels=cfg.channels, image_size=cfg.image_size)
+    return test.to(device).images
 
 
 def guide_for(model, guide, cfg, name: str, images: torch.Tensor, *,

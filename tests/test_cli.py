@@ -1,4 +1,4 @@
-"""The rnp-pyro command: fit and evaluate end to end, and one-line errors."""
+"""The rnp-pyro command: fit, evaluate and ppc end to end, and one-line errors."""
 
 import json
 
@@ -121,6 +121,27 @@ def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, t
     assert rows[0] == "image,elbo,log_likelihood_bound" and len(rows) == 17
     bounds = [float(row.split(",")[2]) for row in rows[1:]]
     assert sum(bounds) / 16 == pytest.approx(metrics["log_likelihood_bound_nats_per_image"])
+
+
+def test_ppc_writes_plots_p_values_and_summary(few_images, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress").exit_code == 0
+    checked = invoke("ppc", out, "--device", "cpu", "--images", 6, "--samples", 5,
+                     "--guide", "delta", "--fit-steps", 2)
+    assert checked.exit_code == 0, checked.output
+    summary = json.loads((out / "ppc" / "summary.json").read_text())
+    assert (summary["guide"], summary["images"], summary["samples"]) == ("delta", 6, 5)
+    assert set(summary["statistics"]) == {"mean_intensity", "ink_fraction", "edge_energy",
+                                          "part_mass"}
+    assert "edge_energy: mean_p_value" in checked.output
+    rows = (out / "ppc" / "p_values.csv").read_text().splitlines()
+    assert rows[0].startswith("image,mean_intensity,ink_fraction,edge_energy,part_mass_0")
+    assert len(rows) == 7
+    assert all(0 <= float(p) <= 1 for row in rows[1:] for p in row.split(",")[1:])
+    for name in ("statistics.png", "images.png"):
+        assert (out / "ppc" / name).stat().st_size > 1000
+    assert_one_line_error(invoke("ppc", tmp_path / "missing"), "no run folder")
 
 
 @pytest.mark.parametrize("option, value, words", [

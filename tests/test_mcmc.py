@@ -4,9 +4,8 @@ from types import SimpleNamespace
 import pyro
 import pytest
 import torch
-from pyro.infer import Predictive
 
-from rnp_pyro import presets
+from rnp_pyro import ppc, presets
 from rnp_pyro.config import top_site
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.infer import MCMCPosterior, mcmc_posterior
@@ -99,20 +98,17 @@ def test_networks_frozen_while_sampling_and_restored_after(bf16):
         assert torch.equal(value, weights[key]), key
 
 
-def test_samples_plug_into_predictive():
+def test_samples_plug_into_predictive_checks():
     cfg = tiny_config()
     model = RNP(cfg)
     x = torch.rand(2, *cfg.image_shape)
     post = quick(model, x)
-    replicated = Predictive(model, posterior_samples=post.samples, return_sites=["x"])(x)["x"]
-    assert replicated.shape == (12, *x.shape)
-
-    predicted = post.predictive(model, x, num_samples=3)
-    assert predicted["x"].shape == predicted["canvas"].shape == (3, *x.shape)
-    draws = post.samples[top_site(cfg)]
-    chosen = draws[torch.tensor([0, 6, 11])]  # evenly spread over both chains
+    check = ppc.posterior_predictive(model, None, x, posterior_samples=post.samples)
+    assert check.replicated.shape == check.means.shape == (12, *x.shape)
+    assert torch.equal(check.latents[top_site(cfg)], post.samples[top_site(cfg)])
     with torch.no_grad():
-        assert torch.allclose(predicted["canvas"], model.decode(chosen).canvas, atol=1e-5)
+        assert torch.allclose(check.means, model.decode(post.samples[top_site(cfg)]).canvas,
+                              atol=1e-5)
 
 
 def test_stochastic_levels_refused():

@@ -6,7 +6,7 @@ anything computed from its samples) can be checked against it.
 
     post = mcmc_posterior(run.model, x, init=run.guide)
     post.r_hat().max()             # split R-hat per image and coordinate, want < 1.05
-    Predictive(run.model, posterior_samples=post.samples)(x)
+    rnp_pyro.ppc.posterior_predictive(run.model, None, x, posterior_samples=post.samples)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive
 from pyro.infer.autoguide.initialization import init_to_sample
 from pyro.infer.mcmc import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
@@ -53,7 +52,8 @@ class MCMCPosterior:
 
     @property
     def samples(self) -> dict[str, torch.Tensor]:
-        """{site: (chains * draws, B, |z|)}: what ``Predictive(posterior_samples=...)`` takes."""
+        """{site: (chains * draws, B, |z|)}, as ``pyro.infer.Predictive``'s ``posterior_samples``
+        takes them, and as it returns a guide's."""
         return {self.site: self.draws.flatten(0, 1)}
 
     def r_hat(self) -> torch.Tensor:
@@ -67,24 +67,6 @@ class MCMCPosterior:
     def ess(self) -> torch.Tensor:
         """Effective sample size over all chains per image and coordinate, (B, |z|)."""
         return effective_sample_size(self.draws, chain_dim=0, sample_dim=1)
-
-    def predictive(self, model, x: torch.Tensor, num_samples: int | None = None
-                   ) -> dict[str, torch.Tensor]:
-        """Posterior predictive of ``model`` at the draws: ``x`` replicated images and
-        ``canvas`` mean images, each (S, B, C, H, W).
-
-        ``num_samples`` keeps that many draws spread evenly over all chains (all by
-        default). The model runs once per draw, so any model taking ``(x)`` fits.
-        """
-        draws = self.samples[self.site]
-        if num_samples is not None:
-            keep = torch.linspace(0, len(draws) - 1, num_samples).round().long()
-            draws = draws[keep.to(draws.device)]
-        predict = Predictive(model, posterior_samples={self.site: draws},
-                             return_sites=("x", "_RETURN"))
-        with torch.no_grad():
-            out = predict(x)
-        return {"x": out["x"], "canvas": out["_RETURN"]}
 
 
 def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_steps: int = 200,

@@ -1,0 +1,256 @@
+"""Posterior predictive checks: replicated images from any guide, test statistics,
+posterior predictive p-values, and the same as ArviZ data and plots.
+
+    check = rnp_pyro.ppc.posterior_predictive(model, guide, x, num_samples=100)
+    check.p_values()        # {statistic: (B,) or (B, parts)}: P(T(x_rep) >= T(x) | x)
+    idata = check.to_arviz()  # InferenceData on ArviZ 0.x, DataTree on ArviZ 1.x
+
+Replicated images are drawn by ``pyro.infer.Predictive``: latents from the guide (or
+given posterior samples, such as NUTS draws), then x from the model's likelihood.
+A p-value near 0 or 1 flags a property of the data that the model does not
+reproduce.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+from torchvision.utils import make_grid, save_image
+
+from .config import latent_sites, top_site
+from .evaluate import FIT_STEPS, guide_for, test_images
+from .infer.fitting import guide_args
+from .modes import evaluating
+from .run import load_run, resolve_device
+from .tree import Tree
+
+INK = 0.5  # a pixel is ink above this intensity
+PPC_DIR = "ppc"  # inside a run folder: what ``ppc_run`` writes
+EXTREME = 0.05  # p-values below this or above 1 - this count as extreme
+
+
+def mean_intensity(images: torch.Tensor) -> torch.Tensor:
+    """(*B, C, H, W) -> (*B,): the mean pixel."""
+    return images.mean((-1, -2, -3))
+
+
+def ink_fraction(images: torch.Tensor) -> torch.Tensor:
+    """(*B, C, H, W) -> (*B,): the fraction of pixels above ``INK``."""
+    return (images > INK).float().mean((-1, -2, -3))
+
+
+def edge_energy(images: torch.Tensor) -> torch.Tensor:
+    """(*B, C, H, W) -> (*B,): mean squared difference of neighbouring pixels, across and
+    down; high for sharp edges and for noise alike."""
+    across = (images[..., :, 1:] - images[..., :, :-1]).pow(2).mean((-1, -2, -3))
+    down = (images[..., 1:, :] - images[..., :-1, :]).pow(2).mean((-1, -2, -3))
+    return across + down
+
+
+IMAGE_STATISTICS = {"mean_intensity": mean_intensity, "ink_fraction": ink_fraction,
+                    "edge_energy": edge_energy}
+
+
+def part_mass(tree: Tree, images: torch.Tensor) -> torch.Tensor:
+    """The mass each top-level part carries in ``images``, (*B, parts).
+
+    Each pixel's intensity is shared among the parts in proportion to what each part
+    draws there (its responsibility under the tree), then averaged over pixels: a
+    discrepancy T(x, z) that depends on the parse as well as on the image.
+    """
+    placed = tree.levels[1].placed.clamp(min=0)  # (*B, parts, C, H, W)
+    total = placed.sum(-4, keepdim=True)
+    share = placed / total.where(total > 0, 1.0)  # no part draws there: no share
+    return (share * images.unsqueeze(-4)).mean((-1, -2, -3))
+
+
+@dataclass
+class PosteriorPredictive:
+    """Observed images, replicated images and latents, with test statistics of both.
+
+    ``statistics[name]`` is ``(observed, replicated)``, each (S, B) or (S, B, parts):
+    statistics of the image alone repeat the observed value over the S draws;
+    ``part_mass`` pairs the observed and the replicated image under the same draw.
+    """
+
+    observed: torch.Tensor  # (B, C, H, W)
+    replicated: torch.Tensor  # (S, B, C, H, W)
+    means: torch.Tensor  # (S, B, C, H, W): the decoded canvas of each draw
+    latents: dict[str, torch.Tensor]  # {site: (S, B, ...)}
+    statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return self.replicated.shape[0]
+
+    def p_values(self) -> dict[str, torch.Tensor]:
+        """Posterior predictive p-values per image (and part): the share of draws whose
+        replicated statistic exceeds the observed one, ties counting half."""
+        return {name: ((rep > obs).double() + 0.5 * (rep == obs).double()).mean(0)
+                for name, (obs, rep) in self.statistics.items()}
+
+    def to_arviz(self):
+        """ArviZ data with groups posterior (the latents), posterior_predictive (x and
+        every statistic) and observed_data (x and every statistic), one chain.
+
+        The observed ``part_mass`` depends on the draw; ArviZ's observed group holds
+        one value per image, so it is the mean over draws there (the p-values use the
+        pairs draw by draw).
+        """
+        import arviz
+
+        def draws(tensor):
+            return tensor.detach().cpu().numpy()[None]  # (chain=1, draw, ...)
+
+        groups = {
+            "posterior": {site: draws(value) for site, value in self.latents.items()},
+            "posterior_predictive": {"x": draws(self.replicated),
+                                     **{name: draws(rep)
+                                        for name, (_, rep) in self.statistics.items()}},
+            "observed_data": {"x": self.observed.detach().cpu().numpy(),
+                              **{name: obs.mean(0).detach().cpu().numpy()
+                                 for name, (obs, _) in self.statistics.items()}},
+        }
+        dims = {"x": ["image", "channel", "row", "column"], "part_mass": ["image", "part"],
+                **{name: ["image"] for name in IMAGE_STATISTICS}}
+        for site, value in self.latents.items():  # (S, B, [nodes,] |z|)
+            dims[site] = ["image", *([f"{site}_node"] if value.dim() == 4 else []), "latent"]
+        if _arviz_1():
+            return arviz.from_dict(groups, dims=dims)
+        return arviz.from_dict(**groups, dims=dims)
+
+    def plot_statistics(self, path: str | Path) -> Path:
+        """ArviZ's posterior predictive plot of every statistic, saved as a PNG: the
+        distribution over images of the observed statistic against that of each
+        replicated draw."""
+        import arviz
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(self.statistics)
+        idata = self.to_arviz()
+        if _arviz_1():
+            plot = arviz.plot_ppc_dist(idata, var_names=names)
+            plot.savefig(path)
+        else:
+            axes = arviz.plot_ppc(idata, var_names=names, num_pp_samples=min(
+                self.num_samples, 50), random_seed=0)
+            figure = axes.ravel()[0].figure
+            figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close("all")
+        return Path(path)
+
+    def plot_images(self, path: str | Path, images: int = 8, replicas: int = 4) -> Path:
+        """A PNG grid, one column per image: the observed image, the first draw's mean
+        canvas, then ``replicas`` replicated images."""
+        images, replicas = min(images, len(self.observed)), min(replicas, self.num_samples)
+        rows = [self.observed[:images], self.means[0, :images].clamp(0, 1),
+                *self.replicated[:replicas, :images].clamp(0, 1)]
+        grid = make_grid(torch.cat(rows).cpu(), nrow=images, padding=2, pad_value=1.0)
+        save_image(grid, path)
+        return Path(path)
+
+
+def _arviz_1() -> bool:
+    import arviz
+
+    return int(arviz.__version__.split(".")[0]) >= 1
+
+
+@torch.no_grad()
+def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
+                         num_samples: int = 100, posterior_samples: dict | None = None,
+                         seed: int = 0) -> PosteriorPredictive:
+    """Draw ``num_samples`` replicated images per image of x (B, C, H, W).
+
+    Latents come from ``guide`` (called with ``x`` and ``guide_args``, e.g. the
+    indices and dataset size for per-image guides), or, when ``posterior_samples``
+    ({site: (S, B, ...)}, e.g. ``MCMCPosterior.samples``) is given, from those draws,
+    and ``guide`` may be None. Networks run in eval mode; the caller's random stream
+    is left as it was.
+    """
+    if posterior_samples is not None:
+        num_samples = len(next(iter(posterior_samples.values())))
+    elif guide is None:
+        raise ValueError("posterior_predictive needs a guide or posterior_samples")
+    cuda = [x.device] if x.device.type == "cuda" else []
+    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    with evaluating(*modules), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        # uncondition: Predictive alone would hand back the observed x at the x site
+        predict = Predictive(poutine.uncondition(model),
+                             guide=None if posterior_samples else guide,
+                             posterior_samples=posterior_samples, num_samples=num_samples,
+                             return_sites=(*latent_sites(model.cfg), "x"), parallel=True)
+        drawn = predict(x, *guide_args)
+        replicated = drawn.pop("x")
+        latents = drawn
+        tree = _decode(model, latents)
+    check = PosteriorPredictive(observed=x, replicated=replicated, means=tree.canvas,
+                                latents=latents)
+    for name, statistic in IMAGE_STATISTICS.items():
+        check.statistics[name] = (statistic(x).expand(num_samples, -1), statistic(replicated))
+    if len(tree.levels) > 1:
+        check.statistics["part_mass"] = (part_mass(tree, x), part_mass(tree, replicated))
+    return check
+
+
+def _decode(model, latents: dict[str, torch.Tensor]) -> Tree:
+    """The trees of the drawn latents: z^K decoded, lower levels held at their draws."""
+    top = top_site(model.cfg)
+    lower = {site: value for site, value in latents.items() if site != top}
+    with poutine.condition(data=lower):
+        return model.decode(latents[top])
+
+
+def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
+            samples: int = 100, seed: int = 0, fit_steps: int = FIT_STEPS,
+            data_dir: str | Path | None = None, device: str = "auto") -> dict:
+    """Posterior predictive checks of a run on its first ``images`` test images.
+
+    Writes to RUN_DIR/ppc/: ``statistics.png`` (ArviZ's PPC plot per statistic),
+    ``images.png`` (observed, mean canvas and replicated images), ``p_values.csv``
+    (per image and statistic) and ``summary.json`` (returned): per statistic the
+    mean p-value and the shares of images below ``EXTREME`` and above 1 - ``EXTREME``.
+    ``guide`` and ``fit_steps`` are as in :func:`rnp_pyro.evaluate_run`.
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(device)
+    run = load_run(run_dir, device=device)
+    cfg = run.config
+    x = test_images(cfg, limit=images, data_dir=data_dir, device=device)
+    name = guide or cfg.guide
+    chosen, _ = guide_for(run.model, run.guide, cfg, name, x, fit_steps=fit_steps)
+    args = guide_args(chosen, torch.arange(len(x), device=device), len(x))
+    check = posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
+
+    out = run_dir / PPC_DIR
+    out.mkdir(exist_ok=True)
+    check.plot_statistics(out / "statistics.png")
+    check.plot_images(out / "images.png")
+    columns = {}
+    for stat, values in check.p_values().items():
+        values = values.cpu().reshape(len(x), -1)
+        names = [stat] if values.shape[1] == 1 else [f"{stat}_{i}" for i in range(values.shape[1])]
+        columns.update(zip(names, values.T.tolist()))
+    with open(out / "p_values.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["image", *columns])
+        writer.writerows(zip(range(len(x)), *columns.values()))
+    summary = {"dataset": cfg.dataset, "guide": name, "images": len(x), "samples": samples,
+               "seed": seed, "statistics": {}}
+    for stat, values in check.p_values().items():
+        summary["statistics"][stat] = {
+            "mean_p_value": values.mean().item(),
+            f"share_below_{EXTREME}": (values < EXTREME).double().mean().item(),
+            f"share_above_{1 - EXTREME:g}": (values > 1 - EXTREME).double().mean().item()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
