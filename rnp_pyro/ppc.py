@@ -135,14 +135,13 @@ class PosteriorPredictive:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        names = list(self.statistics)
+        names, shown = list(self.statistics), min(self.num_samples, 50)
         idata = self.to_arviz()
         if _arviz_1():
-            plot = arviz.plot_ppc_dist(idata, var_names=names)
+            plot = arviz.plot_ppc_dist(idata, var_names=names, num_samples=shown)
             plot.savefig(path)
         else:
-            axes = arviz.plot_ppc(idata, var_names=names, num_pp_samples=min(
-                self.num_samples, 50), random_seed=0)
+            axes = arviz.plot_ppc(idata, var_names=names, num_pp_samples=shown, random_seed=0)
             figure = axes.ravel()[0].figure
             figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close("all")

@@ -1,6 +1,5 @@
 """Posterior predictive checks: statistics, replicated draws, p-values, ArviZ data."""
 
-import arviz
 import pyro
 import pytest
 import torch
@@ -104,7 +103,7 @@ def test_arviz_data_and_plots(tmp_path):
     check = ppc.posterior_predictive(model, make("ladder", cfg, model), x, num_samples=10)
     data = check.to_arviz()
     for group in ("posterior", "posterior_predictive", "observed_data"):
-        assert group in data.groups() or f"/{group}" in data.groups()
+        assert group in data
     predictive, observed = data["posterior_predictive"], data["observed_data"]
     assert predictive["x"].shape == (1, 10, *x.shape)
     assert observed["x"].shape == x.shape
@@ -123,5 +122,6 @@ def test_conv_vae_has_no_parts_to_check():
     check = ppc.posterior_predictive(model, make("encoder", cfg, model),
                                      torch.rand(2, *cfg.image_shape), num_samples=4)
     assert set(check.statistics) == set(ppc.IMAGE_STATISTICS)
-    assert arviz.__version__  # the installed ArviZ converts it
-    assert "posterior_predictive" in str(check.to_arviz().groups())
+    data = check.to_arviz()  # InferenceData on ArviZ 0.x, DataTree on 1.x
+    assert "part_mass" not in data["posterior_predictive"]
+    assert data["posterior_predictive"]["edge_energy"].shape == (1, 4, 2)
