@@ -1,0 +1,34 @@
+"""The example notebooks run from top to bottom, on a tiny model."""
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from rnp_pyro import data, presets
+from rnp_pyro.train import fit
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_posterior_predictive_notebook(tmp_path, monkeypatch):
+    cfg = presets.get("strokes", image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
+                      program_encoder=(12, 8), patch_hidden=12, encoder_channels=8,
+                      encoder_convs=1, encoder_blocks=1, encoder_dense=(16,), batch_size=32)
+    fit(cfg, tmp_path / "run", max_steps=3, device="cpu", progress=False,
+        train_set=data.load_images("strokes", image_size=16, limit=64),
+        test_set=data.load_images("strokes", train=False, image_size=16, limit=16))
+    monkeypatch.setenv("RNP_PPC_RUN", str(tmp_path / "run"))
+    monkeypatch.setenv("RNP_PPC_IMAGES", "8")
+    monkeypatch.setenv("RNP_PPC_SAMPLES", "6")
+
+    notebook = nbformat.read(EXAMPLES / "posterior_predictive.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    text = "".join(output.get("text", "") for cell in notebook.cells
+                   for output in cell.get("outputs", []))
+    assert "strokes: 8 test images, 6 replicas each" in text
+    assert "edge_energy" in text and "part_mass" in text
+    assert (tmp_path / "ppc_images.png").stat().st_size > 500
+    assert (tmp_path / "ppc_statistics.png").stat().st_size > 1000
