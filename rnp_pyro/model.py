@@ -60,8 +60,10 @@ class RNP(PyroModule):
         pixels = program.decode_patches(state, latents, self.cfg.patch_activation, hyper, dtype)
         return pixels.reshape(*latents.shape[:2], *self.cfg.patch_shape)
 
-    def grow(self, z: torch.Tensor, stochastic: bool | None = None, patches: bool = True):
-        """Run the programs top-down from z^K (*B, |z|).
+    def grow(self, z: torch.Tensor, stochastic: bool | None = None, patches: bool = True,
+             start: int = 0):
+        """Run the programs top-down from z^K (*B, |z|), or from latents of tree depth
+        ``start`` (see ``decode``).
 
         Returns per depth the latents (N, n, |z|) and actions (N, n, 6) with the
         batch flattened to N, and the leaf patches (N, n_leaves, C, P, P), or None
@@ -69,6 +71,9 @@ class RNP(PyroModule):
         (site ``z{k}``) around the latents its parents' programs emit.
         """
         cfg = self.cfg
+        if not 0 <= start < len(cfg.taus):
+            raise ValueError(f"depth must be 0 (the top) to {len(cfg.taus) - 1} (the last "
+                             f"level with programs) for taus {cfg.taus}; got {start}")
         stochastic = cfg.stochastic_levels if stochastic is None else stochastic
         lead = z.shape[:-1]
         flat = z.reshape(-1, 1, cfg.z_dim)
@@ -76,7 +81,7 @@ class RNP(PyroModule):
         latents = [flat]
         actions = [flat.new_zeros(n_batch, 1, spatial.ACTION_DIM)]
         leaf_patches = None
-        for depth, tau in enumerate(cfg.taus):
+        for depth, tau in enumerate(cfg.taus[start:], start=start):
             parents = latents[-1].reshape(-1, cfg.z_dim)
             last = depth == len(cfg.taus) - 1
             state, policy = self.programs(parents, depth, leaves_next=last and patches)
@@ -97,13 +102,15 @@ class RNP(PyroModule):
         sample = pyro.sample(site_name(len(self.cfg.taus) - depth), node)
         return sample.reshape(means.shape)
 
-    def render(self, latents, actions, patches, lead: torch.Size) -> Tree:
+    def render(self, latents, actions, patches, lead: torch.Size, start: int = 0) -> Tree:
         """Place and sum canvases bottom-up; the leaves' canvases are their patches.
 
         Leaves are placed from their patches, whatever the patch size; the tree keeps
-        the patches as the leaves' own canvases (``Level.drawn``).
+        the patches as the leaves' own canvases (``Level.drawn``). ``latents`` begin
+        at tree depth ``start``.
         """
         cfg = self.cfg
+        taus = cfg.taus[start:]
         canvases = [None] * len(latents)
         placed = [None] * len(latents)
         leaf = len(latents) - 1
@@ -113,7 +120,7 @@ class RNP(PyroModule):
         for depth in range(leaf - 1, -1, -1):
             children = placed[depth + 1]
             canvases[depth] = children.reshape(
-                children.shape[0], -1, cfg.taus[depth], *cfg.image_shape).sum(2)
+                children.shape[0], -1, taus[depth], *cfg.image_shape).sum(2)
             placed[depth] = canvases[depth] if depth == 0 else spatial.place(
                 canvases[depth], actions[depth], cfg.scale_offset, cfg.rotation_range)
 
@@ -122,17 +129,19 @@ class RNP(PyroModule):
 
         levels = [Level(shaped(z), shaped(a), shaped(c), shaped(p))
                   for z, a, c, p in zip(latents, actions, canvases, placed)]
-        return Tree(levels, cfg.taus)
+        return Tree(levels, taus)
 
     # ------------------------------------------------------------------ public
-    def decode(self, z: torch.Tensor, stochastic: bool | None = None) -> Tree:
+    def decode(self, z: torch.Tensor, stochastic: bool | None = None, depth: int = 0) -> Tree:
         """The parse tree of top latents z (*B, |z|).
 
         With stochastic per-level latents the lower levels are sampled unless
-        ``stochastic=False``, which decodes their means.
+        ``stochastic=False``, which decodes their means. ``depth`` > 0 decodes z as
+        latents of that tree depth (depth 1: the parts), each the root of its own
+        subtree drawn in its own frame: a part's program is a program too.
         """
-        latents, actions, patches = self.grow(z, stochastic)
-        return self.render(latents, actions, patches, z.shape[:-1])
+        latents, actions, patches = self.grow(z, stochastic, start=depth)
+        return self.render(latents, actions, patches, z.shape[:-1], start=depth)
 
     def sample_lower_levels(self, z: torch.Tensor) -> None:
         """Sample the per-level sites given z^K from the model's own conditional prior.

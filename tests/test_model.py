@@ -207,6 +207,20 @@ def test_bf16_decoder_stays_close_to_float32():
     torch.testing.assert_close(approx, exact, rtol=0.02, atol=0.02 * exact.abs().max().item())
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared):
+    cfg = small(taus=(2, 2, 2), shared_hypernetworks=shared)
+    model = RNP(cfg).double()
+    tree = model.decode(torch.randn(3, cfg.z_dim, dtype=torch.float64))
+    parts = tree.levels[1]
+    alone = model.decode(parts.latents, depth=1)  # (3, 2) subtrees
+    assert alone.taus == cfg.taus[1:] and len(alone.levels) == len(tree.levels) - 1
+    torch.testing.assert_close(alone.canvas, parts.canvases)
+    torch.testing.assert_close(alone.leaves.drawn.flatten(1, 2), tree.leaves.drawn)
+    with pytest.raises(ValueError, match="depth must be 0"):
+        model.decode(tree.leaves.latents, depth=3)
+
+
 def test_per_level_hypernetworks_option():
     cfg = small(shared_hypernetworks=False)
     model = RNP(cfg)
