@@ -1,4 +1,4 @@
-"""The ``rnp-pyro`` command: train, evaluate and check from the shell.
+"""The ``rnp-pyro`` command: train, evaluate, check and draw from the shell.
 
 Thin by design: it parses options, calls the library and prints. Expected
 failures (bad data, bad settings, bad checkpoints) print one ``Error:`` line.
@@ -18,6 +18,7 @@ from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
 from .ppc import PPC_DIR, ppc_run
 from .run import CHECKPOINT_FILE, CheckpointError
 from .train import fit as fit_run
+from .viz import figures_run
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError)
 
@@ -161,6 +162,25 @@ def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
     for stat, values in summary["statistics"].items():
         click.echo(f"{stat}: " + ", ".join(f"{k} {v:.3g}" for k, v in values.items()))
     click.echo(f"wrote {run_dir / PPC_DIR}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where datasets are found or downloaded")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--images", type=click.IntRange(min=10), default=500, show_default=True,
+              help="the first N test images are parsed and their programs clustered")
+@click.option("--clusters", type=click.IntRange(min=2), default=10, show_default=True,
+              help="k-means clusters per level")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly_errors
+def figures(run_dir, data_dir, device, images, clusters, seed):
+    """The papers' figures of a trained run (parses, samples, clusters of programs,
+    interpolation, composition), as PNGs in RUN_DIR/figures/."""
+    for path in figures_run(run_dir, images=images, clusters=clusters, seed=seed,
+                            data_dir=data_dir, device=device):
+        click.echo(f"wrote {path}")
 
 
 def _default_out(dataset: str, model: str) -> Path:

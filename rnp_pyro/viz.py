@@ -7,6 +7,7 @@ Canvases are sums of placed parts, so they are clamped to [0, 1] for display.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -14,10 +15,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
-from . import guides
+from . import guides, spatial
+from .evaluate import guide_for, test_images
 from .infer.fitting import guide_args
 from .modes import evaluating
-from .tree import Tree
+from .run import load_run, resolve_device
+from .tree import Level, Tree
 
 PART_COLOURS = (
     (0.20, 0.40, 1.00),  # blue
@@ -34,6 +37,7 @@ GAP = 2  # white pixels between panels
 BORDER = 2  # pixels of a panel's frame (coloured around a part's box, black elsewhere)
 HEADER = 16  # pixels of the column labels above a parse figure
 BLACK = (0.0, 0.0, 0.0)
+FIGURES_DIR = "figures"  # inside a run folder: what ``figures_run`` writes
 
 
 def colour_parts(placed: torch.Tensor, palette=PART_COLOURS) -> torch.Tensor:
@@ -110,6 +114,172 @@ def save_run_figures(model, guide, images: torch.Tensor, out_dir: str | Path, n:
         sampled = model.sample(n)
     return [parse_figure(parsed, shown, out_dir / "reconstructions.png", max_images=n),
             samples_figure(sampled, out_dir / "samples.png")]
+
+
+def parse_trees(model, guide, images: torch.Tensor, batch_size: int = 500) -> Tree:
+    """The parse trees of ``images`` at the guide's means, decoded in batches.
+
+    The guide must be amortized (or fitted to exactly these images as its dataset).
+    """
+    trees = []
+    with evaluating(model, guide):
+        for start in range(0, len(images), batch_size):
+            indices = torch.arange(start, min(start + batch_size, len(images)),
+                                   device=images.device)
+            trees.append(guides.reconstruct(model, guide, images[indices],
+                                            *guide_args(guide, indices, len(images))))
+    return Tree([Level(*(torch.cat([getattr(t.levels[i], f) for t in trees])
+                         for f in ("latents", "actions", "drawn", "placed")))
+                 for i in range(len(trees[0].levels))], trees[0].taus)
+
+
+def cluster_programs(latents: torch.Tensor, clusters: int, seed: int = 0):
+    """k-means clusters and a 2-D t-SNE map of programs' latents (N, |z|).
+
+    Returns each latent's cluster (N,), the cluster centres (clusters, |z|) and the
+    map (N, 2), all reproducible by ``seed``.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.manifold import TSNE
+
+    points = latents.detach().double().cpu().numpy()
+    if len(points) < max(clusters, 5):
+        raise ValueError(f"clustering into {clusters} needs at least {max(clusters, 5)} "
+                         f"programs; got {len(points)}: use more images")
+    kmeans = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit(points)
+    tsne = TSNE(n_components=2, init="pca", random_state=seed,
+                perplexity=min(30.0, (len(points) - 1) / 3))
+    return (torch.from_numpy(kmeans.labels_).long(),
+            torch.from_numpy(kmeans.cluster_centers_).to(latents),
+            torch.from_numpy(tsne.fit_transform(points)))
+
+
+def cluster_figure(embedding: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,
+                   path: str | Path, title: str) -> Path:
+    """The PNAS paper's Figure 2B for one level: programs on their t-SNE map coloured by
+    k-means cluster, and beside it each cluster's centre decoded (grey images, numbered)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(centres)
+    columns = math.ceil(k / 5)
+    figure = plt.figure(figsize=(6 + 1.3 * columns, 5.5))
+    grid = figure.add_gridspec(5, 4 + columns)
+    scatter = figure.add_subplot(grid[:, :4])
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    points = embedding.numpy()
+    for cluster in range(k):
+        member = (labels == cluster).numpy()
+        scatter.scatter(points[member, 0], points[member, 1], s=6, color=colours(cluster % 20))
+        middle = points[member].mean(0)
+        scatter.annotate(str(cluster), middle, fontsize=11, weight="bold", ha="center")
+    scatter.set_title(title)
+    scatter.set_xticks([])
+    scatter.set_yticks([])
+    for cluster, canvas in enumerate(_rgb(centres)):
+        axis = figure.add_subplot(grid[cluster % 5, 4 + cluster // 5])
+        axis.imshow(canvas.permute(1, 2, 0).numpy())
+        axis.set_title(str(cluster), fontsize=9, color=colours(cluster % 20))
+        axis.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def interpolation_figure(model, starts: torch.Tensor, ends: torch.Tensor, path: str | Path,
+                         steps: int = 8, zoom: int = 2) -> Path:
+    """The PNAS paper's Figure 2D: one row per pair of top-level latents (P, |z|), the
+    images decoded along the straight line from start to end, both ends included."""
+    weights = torch.linspace(0, 1, steps, dtype=starts.dtype, device=starts.device)[:, None, None]
+    line = torch.lerp(starts, ends, weights).transpose(0, 1)  # (P, steps, |z|)
+    with evaluating(model):
+        canvases = model.decode(line).canvas.flatten(0, 1)
+    grid = make_grid(_framed(_rgb(canvases), zoom), nrow=steps, padding=GAP, pad_value=1.0)
+    return _save(grid, path)
+
+
+def compose(tree: Tree, a: int, b: int, scale_offset: float, rotation_range: float) -> dict:
+    """New images from the programs of parsed images ``a`` and ``b`` of ``tree``.
+
+    Returns {name: (C, H, W)}: "A" and "B" as decoded; "mix", A's first half of parts
+    with B's second half, each where its own program put it; and for each part t,
+    "B's part t", A's top program with B's part t drawn where A puts its part t.
+    Combining an image with itself gives the image back.
+    """
+    if len(tree.levels) < 2:
+        raise ValueError("composition needs parse trees with parts; this model has none")
+    parts = tree.levels[1]
+    half = parts.size // 2
+    images = {"A": tree.canvas[a], "B": tree.canvas[b],
+              "mix": parts.placed[a, :half].sum(0) + parts.placed[b, half:].sum(0)}
+    moved = spatial.place(parts.canvases[b], parts.actions[a], scale_offset, rotation_range)
+    for t in range(parts.size):
+        kept = torch.cat([parts.placed[a, :t], parts.placed[a, t + 1:]]).sum(0)
+        images[f"B's part {t + 1}"] = kept + moved[t]
+    return images
+
+
+def composition_figure(model, tree: Tree, pairs: list[tuple[int, int]], path: str | Path,
+                       zoom: int = 2) -> Path:
+    """The PNAS paper's Figure 2E: one row of :func:`compose` per pair (A, B) of indices
+    into ``tree``, one column per kind of combination."""
+    cfg = model.cfg
+    rows = [compose(tree, a, b, cfg.scale_offset, cfg.rotation_range) for a, b in pairs]
+    cells = torch.stack([torch.stack(list(row.values())) for row in rows]).flatten(0, 1)
+    cells = _framed(_rgb(cells), zoom)
+    grid = make_grid(cells, nrow=len(rows[0]), padding=GAP, pad_value=1.0)
+    return _save(grid, path, labels=list(rows[0]), cell_width=cells.shape[-1])
+
+
+def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, seed: int = 0,
+                data_dir: str | Path | None = None, device: str = "auto") -> list[Path]:
+    """The papers' figures of a trained run, from its first ``images`` test images, as
+    PNGs in RUN_DIR/figures/; the same ``seed`` gives the same figures.
+
+    parses.png (Fig. 2A), samples.png (prior samples, Fig. 3A), clusters_top.png and
+    clusters_parts.png (t-SNE and k-means of top-level and part-level programs with
+    each cluster's centre decoded, Fig. 2B), interpolation.png (between top-level
+    cluster centres, Fig. 2D) and composition.png (programs of two images combined,
+    Fig. 2E). A model without parts (the conv VAE) gets the figures that need none.
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(device)
+    run = load_run(run_dir, device=device)
+    cfg, model = run.config, run.model
+    x = test_images(cfg, limit=images, data_dir=data_dir, device=device)
+    guide, _ = guide_for(model, run.guide, cfg, cfg.guide, x)
+    out = run_dir / FIGURES_DIR
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        tree = parse_trees(model, guide, x)
+        with evaluating(model):
+            sampled = model.decode(torch.randn(16, cfg.z_dim, device=device))
+    paths = [parse_figure(tree, x, out / "parses.png"), samples_figure(sampled, out / "samples.png")]
+
+    top = tree.levels[0].latents[:, 0]
+    labels, centres, embedding = cluster_programs(top, clusters, seed)
+    with evaluating(model):
+        decoded = model.decode(centres).canvas
+    paths.append(cluster_figure(embedding, labels, decoded, out / "clusters_top.png",
+                                f"top-level programs of {len(x)} test images"))
+    pairs = min(4, clusters // 2)
+    paths.append(interpolation_figure(model, centres[0:2 * pairs:2], centres[1:2 * pairs:2],
+                                      out / "interpolation.png"))
+    if len(tree.levels) > 2:
+        parts = tree.levels[1].latents.flatten(0, 1)
+        labels, centres, embedding = cluster_programs(parts, clusters, seed)
+        with evaluating(model):
+            decoded = model.decode(centres, depth=1).canvas
+        paths.append(cluster_figure(embedding, labels, decoded, out / "clusters_parts.png",
+                                    f"part-level programs ({len(parts)} parts)"))
+    if len(tree.levels) > 1:
+        couples = [(i, i + 1) for i in range(0, min(8, len(x) - 1), 2)]
+        paths.append(composition_figure(model, tree, couples, out / "composition.png"))
+    return paths
 
 
 def _display(canvases: torch.Tensor) -> torch.Tensor:

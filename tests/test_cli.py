@@ -1,4 +1,4 @@
-"""The rnp-pyro command: fit, evaluate and ppc end to end, and one-line errors."""
+"""The rnp-pyro command: fit, evaluate, ppc and figures end to end, and one-line errors."""
 
 import json
 
@@ -142,6 +142,18 @@ def test_ppc_writes_plots_p_values_and_summary(few_images, tmp_path):
     for name in ("statistics.png", "images.png"):
         assert (out / "ppc" / name).stat().st_size > 1000
     assert_one_line_error(invoke("ppc", tmp_path / "missing"), "no run folder")
+
+
+def test_figures_writes_the_papers_figures(few_images, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress").exit_code == 0
+    drawn = invoke("figures", out, "--device", "cpu", "--images", 40, "--clusters", 3)
+    assert drawn.exit_code == 0, drawn.output
+    names = {"parses.png", "samples.png", "clusters_top.png", "clusters_parts.png",
+             "interpolation.png", "composition.png"}
+    assert {p.name for p in (out / "figures").iterdir()} == names
+    assert all(f"wrote {out / 'figures' / name}" in drawn.output for name in names)
 
 
 @pytest.mark.parametrize("option, value, words", [

@@ -1,6 +1,9 @@
-"""Figures: part colouring, figure layout, and the run-figures helper's mode handling."""
+"""Figures: part colouring, figure layout, the run-figures helper's mode handling, and
+the papers' figures (clusters of programs, interpolation, composition)."""
 
+import functools
 import math
+import unittest.mock
 
 import numpy as np
 import pyro
@@ -10,10 +13,14 @@ import torch
 from PIL import Image
 from torch import nn
 
+from rnp_pyro import RNP, data, presets
 from rnp_pyro.config import RNPConfig
 from rnp_pyro.spatial import place
+from rnp_pyro.train import fit
 from rnp_pyro.tree import Level, Tree
-from rnp_pyro.viz import PART_COLOURS, colour_parts, parse_figure, samples_figure, save_run_figures
+from rnp_pyro.viz import (BORDER, GAP, PART_COLOURS, cluster_programs, colour_parts, compose,
+                          figures_run, interpolation_figure, parse_figure, samples_figure,
+                          save_run_figures)
 
 SIZE = 16
 Z_DIM = 3
@@ -202,3 +209,66 @@ def test_save_run_figures_writes_both_figures_in_eval_mode_and_restores_modes(tm
     assert guide.seen == [(3, False, False)]
     assert model.seen == [("decode", 3, False, False), ("sample", 3, False, False)]
     assert model.training and not model.frozen.training and not guide.training
+
+
+# ---------------------------------------------------------------- the papers' figures
+
+def tiny_rnp(**overrides):
+    cfg = presets.get("strokes", **{**dict(image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
+                                           program_encoder=(12, 8), patch_hidden=12,
+                                           encoder_convs=1, bf16_decoder=False), **overrides})
+    return RNP(cfg).double()
+
+
+def test_programs_cluster_as_they_lie_and_the_same_seed_gives_the_same_map():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[8.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 8.0, 0]])
+    latents = (centres.repeat_interleave(20, 0) + torch.randn(60, 4, generator=gen))
+    labels, found, embedding = cluster_programs(latents, 3, seed=1)
+    assert embedding.shape == (60, 2) and found.shape == (3, 4)
+    for blob in labels.view(3, 20):  # each blob is one cluster, and the clusters differ
+        assert (blob == blob[0]).all()
+    assert len(set(labels.view(3, 20)[:, 0].tolist())) == 3
+    assert torch.cdist(found, centres).min(1).values.max() < 1.0
+    again = cluster_programs(latents, 3, seed=1)
+    assert torch.equal(labels, again[0]) and torch.allclose(embedding, again[2])
+    with pytest.raises(ValueError, match="use more images"):
+        cluster_programs(latents[:4], 3)
+
+
+def test_an_image_composed_with_itself_is_itself():
+    model = tiny_rnp()
+    with torch.no_grad():
+        tree = model.decode(torch.randn(2, model.cfg.z_dim, dtype=torch.float64))
+        same = compose(tree, 1, 1, model.cfg.scale_offset, model.cfg.rotation_range)
+        mixed = compose(tree, 0, 1, model.cfg.scale_offset, model.cfg.rotation_range)
+    assert list(same) == ["A", "B", "mix", "B's part 1", "B's part 2", "B's part 3"]
+    for image in same.values():
+        torch.testing.assert_close(image, tree.canvas[1])
+    parts = tree.levels[1].placed
+    torch.testing.assert_close(mixed["mix"], parts[0, :1].sum(0) + parts[1, 1:].sum(0))
+    assert not torch.allclose(mixed["B's part 2"], tree.canvas[0])
+
+
+def test_interpolation_rows_run_from_start_to_end(tmp_path):
+    model = tiny_rnp()
+    starts, ends = torch.randn(2, 3, model.cfg.z_dim, dtype=torch.float64)
+    path = interpolation_figure(model, starts, ends, tmp_path / "line.png", steps=5, zoom=1)
+    cell = 16 + 2 * BORDER
+    assert png_size(path) == (5 * cell + 6 * GAP, 3 * cell + 4 * GAP)
+
+
+def test_figures_of_a_run(tmp_path):
+    cfg = presets.get("strokes", image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
+                      program_encoder=(12, 8), patch_hidden=12, encoder_channels=8,
+                      encoder_convs=1, encoder_blocks=1, encoder_dense=(16,), batch_size=32)
+    fit(cfg, tmp_path, max_steps=2, device="cpu", progress=False,
+        train_set=data.load_images("strokes", image_size=16, limit=32),
+        test_set=data.load_images("strokes", train=False, image_size=16, limit=12))
+    with unittest.mock.patch.object(data, "load_images", functools.partial(
+            data.load_images, limit=40)):
+        paths = figures_run(tmp_path, images=40, clusters=4, device="cpu")
+    assert [p.name for p in paths] == ["parses.png", "samples.png", "clusters_top.png",
+                                       "interpolation.png", "clusters_parts.png",
+                                       "composition.png"]
+    assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 500 for p in paths)
