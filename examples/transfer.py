@@ -11,7 +11,7 @@ Each step is also one command:
 
 The table compares, on the held-out class's test images: the base model unadapted,
 the two adapted models, and a model trained from scratch on the held-out class for
-the same number of steps.
+the same number of steps. transfer.png shows their reconstructions.
 """
 
 import argparse
@@ -68,6 +68,8 @@ def main() -> None:
     print("|---|---|---|")
     for name, metrics in rows.items():
         print(f"| {name} | {metrics['mse_per_pixel']:.4f} | {metrics['elbo_nats_per_image']:.1f} |")
+    adapted = {name: run for name, run in runs.items() if run is not base}
+    rnp_pyro.viz.transfer_figure(base, adapted, out / "transfer.png")
     (out / "transfer.json").write_text(json.dumps(
         {"held_out": args.held_out, "adapt_steps": args.adapt_steps, "base_epochs": args.epochs,
          "other_classes": seen, "held_out_class": rows}, indent=2) + "\n")

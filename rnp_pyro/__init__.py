@@ -15,7 +15,7 @@ import pyro
 # one process never share a learned parameter by name.
 pyro.settings.set(module_local_params=True)
 
-from . import baselines, data, guides, infer, ppc, presets, spatial  # noqa: E402
+from . import baselines, data, guides, infer, ppc, presets, spatial, viz  # noqa: E402
 from .baselines import ConvVAE  # noqa: E402
 from .config import RNPConfig  # noqa: E402
 from .evaluate import evaluate, evaluate_run, guide_for  # noqa: E402
@@ -29,5 +29,5 @@ __version__ = "0.1.0"
 __all__ = [
     "RNP", "ConvVAE", "RNPConfig", "Run", "Tree", "Level",
     "fit", "evaluate", "evaluate_run", "guide_for", "load_run",
-    "baselines", "data", "guides", "infer", "ppc", "presets", "spatial",
+    "baselines", "data", "guides", "infer", "ppc", "presets", "spatial", "viz",
 ]

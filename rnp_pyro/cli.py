@@ -174,12 +174,16 @@ def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
 @click.option("--clusters", type=click.IntRange(min=2), default=10, show_default=True,
               help="k-means clusters per level")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--transfer", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              multiple=True, help="a run adapted from RUN_DIR to a held-out class (--init-from "
+                                  "RUN_DIR --classes ...); repeat for several; adds transfer.png")
 @_friendly_errors
-def figures(run_dir, data_dir, device, images, clusters, seed):
+def figures(run_dir, data_dir, device, images, clusters, seed, transfer):
     """The papers' figures of a trained run (parses, samples, clusters of programs,
-    interpolation, composition), as PNGs in RUN_DIR/figures/."""
+    interpolation, composition, transfer), as PNGs in RUN_DIR/figures/."""
+    adapted = {folder.name: folder for folder in transfer}
     for path in figures_run(run_dir, images=images, clusters=clusters, seed=seed,
-                            data_dir=data_dir, device=device):
+                            transfer=adapted, data_dir=data_dir, device=device):
         click.echo(f"wrote {path}")
 
 

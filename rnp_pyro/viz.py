@@ -229,14 +229,36 @@ def composition_figure(model, tree: Tree, pairs: list[tuple[int, int]], path: st
     into ``tree``, one column per kind of combination."""
     cfg = model.cfg
     rows = [compose(tree, a, b, cfg.scale_offset, cfg.rotation_range) for a, b in pairs]
-    cells = torch.stack([torch.stack(list(row.values())) for row in rows]).flatten(0, 1)
-    cells = _framed(_rgb(cells), zoom)
-    grid = make_grid(cells, nrow=len(rows[0]), padding=GAP, pad_value=1.0)
-    return _save(grid, path, labels=list(rows[0]), cell_width=cells.shape[-1])
+    return columns_figure({name: torch.stack([row[name] for row in rows]) for name in rows[0]},
+                          path, zoom)
+
+
+def columns_figure(columns: dict[str, torch.Tensor], path: str | Path, zoom: int = 2) -> Path:
+    """Labelled columns of images, each (N, C, H, W): one row per image."""
+    cells = torch.stack([_rgb(images) for images in columns.values()], 1).flatten(0, 1)
+    cells = _framed(cells, zoom)
+    grid = make_grid(cells, nrow=len(columns), padding=GAP, pad_value=1.0)
+    return _save(grid, path, labels=list(columns), cell_width=cells.shape[-1])
+
+
+def transfer_figure(base, adapted: dict, path: str | Path, *, shown: int = 8,
+                    data_dir: str | Path | None = None, zoom: int = 3) -> Path:
+    """The PNAS paper's Figure 3B: test images of the class the ``adapted`` runs
+    ({label: Run}) were adapted to, and their reconstructions by the ``base`` run
+    (unadapted) and by each adapted run."""
+    first = next(iter(adapted.values())).config
+    device = next(base.model.parameters()).device
+    x = test_images(first, limit=shown, data_dir=data_dir, device=device)
+    columns = {"input": x}
+    for label, run in {"unadapted": base, **adapted}.items():
+        guide, _ = guide_for(run.model, run.guide, run.config, run.config.guide, x)
+        columns[label] = parse_trees(run.model, guide, x).canvas
+    return columns_figure(columns, path, zoom)
 
 
 def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, seed: int = 0,
-                data_dir: str | Path | None = None, device: str = "auto") -> list[Path]:
+                transfer: dict | None = None, data_dir: str | Path | None = None,
+                device: str = "auto") -> list[Path]:
     """The papers' figures of a trained run, from its first ``images`` test images, as
     PNGs in RUN_DIR/figures/; the same ``seed`` gives the same figures.
 
@@ -245,6 +267,8 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     each cluster's centre decoded, Fig. 2B), interpolation.png (between top-level
     cluster centres, Fig. 2D) and composition.png (programs of two images combined,
     Fig. 2E). A model without parts (the conv VAE) gets the figures that need none.
+    ``transfer`` ({label: run folder} of runs adapted from this one to a held-out
+    class) adds transfer.png (Fig. 3B).
     """
     run_dir = Path(run_dir)
     device = resolve_device(device)
@@ -279,6 +303,9 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     if len(tree.levels) > 1:
         couples = [(i, i + 1) for i in range(0, min(8, len(x) - 1), 2)]
         paths.append(composition_figure(model, tree, couples, out / "composition.png"))
+    if transfer:
+        adapted = {label: load_run(folder, device=device) for label, folder in transfer.items()}
+        paths.append(transfer_figure(run, adapted, out / "transfer.png", data_dir=data_dir))
     return paths
 
 

@@ -18,7 +18,7 @@ from rnp_pyro.config import RNPConfig
 from rnp_pyro.spatial import place
 from rnp_pyro.train import fit
 from rnp_pyro.tree import Level, Tree
-from rnp_pyro.viz import (BORDER, GAP, PART_COLOURS, cluster_programs, colour_parts, compose,
+from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs, colour_parts, compose,
                           figures_run, interpolation_figure, parse_figure, samples_figure,
                           save_run_figures)
 
@@ -267,8 +267,11 @@ def test_figures_of_a_run(tmp_path):
         test_set=data.load_images("strokes", train=False, image_size=16, limit=12))
     with unittest.mock.patch.object(data, "load_images", functools.partial(
             data.load_images, limit=40)):
-        paths = figures_run(tmp_path, images=40, clusters=4, device="cpu")
+        paths = figures_run(tmp_path, images=40, clusters=4, device="cpu",
+                            transfer={"adapted": tmp_path})
     assert [p.name for p in paths] == ["parses.png", "samples.png", "clusters_top.png",
                                        "interpolation.png", "clusters_parts.png",
-                                       "composition.png"]
+                                       "composition.png", "transfer.png"]
     assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 500 for p in paths)
+    cell = 3 * 16 + 2 * BORDER  # input, unadapted and adapted, 8 rows
+    assert png_size(paths[-1]) == (3 * cell + 4 * GAP, 8 * cell + 9 * GAP + HEADER)
