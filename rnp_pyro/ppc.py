@@ -128,11 +128,8 @@ class PosteriorPredictive:
     def plot_statistics(self, path: str | Path) -> Path:
         """ArviZ's posterior predictive plot of every statistic, saved as a PNG: the
         distribution over images of the observed statistic against that of each
-        replicated draw."""
+        replicated draw. The figure is closed afterwards; other figures are left alone."""
         import arviz
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         names, shown = list(self.statistics), min(self.num_samples, 50)
@@ -140,11 +137,12 @@ class PosteriorPredictive:
         if _arviz_1():
             plot = arviz.plot_ppc_dist(idata, var_names=names, num_samples=shown)
             plot.savefig(path)
+            figure = plot.get_viz("figure")
         else:
             axes = arviz.plot_ppc(idata, var_names=names, num_pp_samples=shown, random_seed=0)
             figure = axes.ravel()[0].figure
             figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close("all")
+        plt.close(figure)
         return Path(path)
 
     def plot_images(self, path: str | Path, images: int = 8, replicas: int = 4) -> Path:

@@ -158,17 +158,15 @@ def cluster_figure(embedding: torch.Tensor, labels: torch.Tensor, centres: torch
                    path: str | Path, title: str) -> Path:
     """The PNAS paper's Figure 2B for one level: programs on their t-SNE map coloured by
     k-means cluster, and beside it each cluster's centre decoded (grey images, numbered)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     k = len(centres)
     columns = math.ceil(k / 5)
-    figure = plt.figure(figsize=(6 + 1.3 * columns, 5.5))
+    figure = Figure(figsize=(6 + 1.3 * columns, 5.5))  # not pyplot's: no global state
     grid = figure.add_gridspec(5, 4 + columns)
     scatter = figure.add_subplot(grid[:, :4])
-    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    colours = colormaps["tab10" if k <= 10 else "tab20"]
     points = embedding.numpy()
     for cluster in range(k):
         member = (labels == cluster).numpy()
@@ -186,7 +184,6 @@ def cluster_figure(embedding: torch.Tensor, labels: torch.Tensor, centres: torch
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return path
 
 
