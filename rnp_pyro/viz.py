@@ -1,4 +1,6 @@
-"""Figures of parse trees: what the model draws, and which part drew what.
+"""Figures of parse trees: what the model draws, and which part drew what; and the
+papers' figures of a trained run (``figures_run``): clusters of programs,
+interpolation, composition and transfer.
 
 Parts are coloured in the papers' order (blue, red, green, orange, ...) and summed on
 black, so that overlapping parts mix their colours and each stroke shows its author.
