@@ -36,6 +36,27 @@ def _friendly_errors(command):
     return wrapper
 
 
+def _reads_a_run(command):
+    """RUN_DIR with --data-dir and --device: what every command on a trained run takes."""
+    command = click.option("--device", default="auto", show_default=True,
+                           help="auto, cpu or cuda")(command)
+    command = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                           help="where datasets are found or downloaded")(command)
+    return click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))(command)
+
+
+def _chooses_a_guide(verb: str):
+    """--guide and --fit-steps: another guide than the run's, fitted first if per image."""
+    def add(command):
+        command = click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS,
+                               show_default=True,
+                               help="steps that fit a per-image guide to the test images")(command)
+        return click.option("--guide", type=click.Choice(GUIDES),
+                            help=f"{verb} this guide [default: the run's]; per-image guides "
+                                 f"are fitted to the test images first")(command)
+    return add
+
+
 @click.group(name="rnp-pyro", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnp-pyro")
 def main():
@@ -116,17 +137,10 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="where datasets are found or downloaded")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
-@click.option("--guide", type=click.Choice(GUIDES),
-              help="evaluate with this guide [default: the run's]; per-image guides are "
-                   "fitted to the test images first")
+@_reads_a_run
+@_chooses_a_guide("evaluate with")
 @click.option("--iwae-samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="K: adds the importance-weighted bound on log p(x) per image from K samples")
-@click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS, show_default=True,
-              help="steps that fit a per-image guide to the test images")
 @click.option("--limit", type=click.IntRange(min=1), help="only the first N test images")
 @_friendly_errors
 def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
@@ -139,19 +153,12 @@ def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="where datasets are found or downloaded")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
-@click.option("--guide", type=click.Choice(GUIDES),
-              help="draw latents from this guide [default: the run's]; per-image guides are "
-                   "fitted to the test images first")
+@_reads_a_run
+@_chooses_a_guide("draw latents from")
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
               help="the first N test images")
 @click.option("--samples", type=click.IntRange(min=2), default=100, show_default=True,
               help="replicated images per test image")
-@click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS, show_default=True,
-              help="steps that fit a per-image guide to the test images")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_friendly_errors
 def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
@@ -165,10 +172,7 @@ def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="where datasets are found or downloaded")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@_reads_a_run
 @click.option("--images", type=click.IntRange(min=10), default=500, show_default=True,
               help="the first N test images are parsed and their programs clustered")
 @click.option("--clusters", type=click.IntRange(min=2), default=10, show_default=True,

@@ -78,12 +78,10 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     ``limit`` keeps the first images of the test set only.
     """
     run_dir = Path(run_dir)
-    device = resolve_device(device)
-    run = load_run(run_dir, device=device)
+    run, images, chosen, fitted = run_on_test_images(
+        run_dir, guide=guide, limit=limit, fit_steps=fit_steps, data_dir=data_dir, device=device)
     cfg = run.config
-    images = test_images(cfg, limit=limit, data_dir=data_dir, device=device)
     name = guide or cfg.guide
-    chosen, fitted = guide_for(run.model, run.guide, cfg, name, images, fit_steps=fit_steps)
     metrics = {"dataset": cfg.dataset, "model": cfg.model, "guide": name, "epoch": run.epoch,
                "step": run.step, **fitted,
                **evaluate(run.model, chosen, images, iwae_samples=iwae_samples, per_image=True)}
@@ -95,6 +93,22 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
                              per_image["log_likelihood_bound"]))
     (run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def run_on_test_images(run_dir: str | Path, *, guide: str | None = None,
+                       limit: int | None = None, fit_steps: int = FIT_STEPS,
+                       data_dir: str | Path | None = None, device: str = "auto"):
+    """A run folder loaded on ``device``, its first ``limit`` test images, and the guide
+    named ``guide`` (default: the run's) made ready for them by :func:`guide_for`.
+
+    Returns (run, images, ready guide, what fitting the guide took).
+    """
+    device = resolve_device(device)
+    run = load_run(run_dir, device=device)
+    images = test_images(run.config, limit=limit, data_dir=data_dir, device=device)
+    chosen, fitted = guide_for(run.model, run.guide, run.config, guide or run.config.guide,
+                               images, fit_steps=fit_steps)
+    return run, images, chosen, fitted
 
 
 def test_images(cfg, *, limit: int | None = None, data_dir: str | Path | None = None,

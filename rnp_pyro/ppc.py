@@ -24,10 +24,9 @@ from pyro.infer import Predictive
 from torchvision.utils import make_grid, save_image
 
 from .config import latent_sites, top_site
-from .evaluate import FIT_STEPS, guide_for, test_images
+from .evaluate import FIT_STEPS, run_on_test_images
 from .infer.fitting import guide_args
 from .modes import evaluating
-from .run import load_run, resolve_device
 from .tree import Tree
 
 INK = 0.5  # a pixel is ink above this intensity
@@ -220,13 +219,11 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
     ``guide`` and ``fit_steps`` are as in :func:`rnp_pyro.evaluate_run`.
     """
     run_dir = Path(run_dir)
-    device = resolve_device(device)
-    run = load_run(run_dir, device=device)
+    run, x, chosen, _ = run_on_test_images(run_dir, guide=guide, limit=images,
+                                           fit_steps=fit_steps, data_dir=data_dir, device=device)
     cfg = run.config
-    x = test_images(cfg, limit=images, data_dir=data_dir, device=device)
     name = guide or cfg.guide
-    chosen, _ = guide_for(run.model, run.guide, cfg, name, x, fit_steps=fit_steps)
-    args = guide_args(chosen, torch.arange(len(x), device=device), len(x))
+    args = guide_args(chosen, torch.arange(len(x), device=x.device), len(x))
     check = posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
 
     out = run_dir / PPC_DIR

@@ -18,10 +18,10 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from . import guides, spatial
-from .evaluate import guide_for, test_images
+from .evaluate import guide_for, run_on_test_images, test_images
 from .infer.fitting import guide_args
 from .modes import evaluating
-from .run import load_run, resolve_device
+from .run import load_run
 from .tree import Level, Tree
 
 PART_COLOURS = (
@@ -270,11 +270,9 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     class) adds transfer.png (Fig. 3B).
     """
     run_dir = Path(run_dir)
-    device = resolve_device(device)
-    run = load_run(run_dir, device=device)
-    cfg, model = run.config, run.model
-    x = test_images(cfg, limit=images, data_dir=data_dir, device=device)
-    guide, _ = guide_for(model, run.guide, cfg, cfg.guide, x)
+    run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
+                                          device=device)
+    cfg, model, device = run.config, run.model, x.device
     out = run_dir / FIGURES_DIR
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
