@@ -16,6 +16,7 @@ from pyro.nn import PyroModule
 from .config import ConfigError, RNPConfig, top_site
 from .likelihood import Likelihood
 from .plates import data_plate
+from .primitives import PrimitiveStamp
 from .spatial import ACTION_DIM
 from .tree import Level, Tree
 
@@ -25,14 +26,25 @@ DEFAULT_WIDTH = 64
 
 
 def _decoder(cfg: RNPConfig, width: int) -> nn.Sequential:
-    """z -> 4w -> w x (S/4) x (S/4) -> two x2 transposed convs -> C x S x S in (0, 1)."""
+    """z -> 4w -> w x (S/4) x (S/4) -> two x2 transposed convs -> C x S x S in (0, 1).
+
+    With ``cfg.primitives`` the second upsampling is the primitives stamped with fixed
+    filters, weighted by non-negative coefficient maps (unbounded sums, as the RNP's).
+    """
     side = cfg.image_size // 4
     half = max(width // 2, 1)
-    return nn.Sequential(
+    trunk = [
         nn.Linear(cfg.z_dim, 4 * width), nn.ReLU(),
         nn.Linear(4 * width, width * side * side), nn.ReLU(),
         nn.Unflatten(-1, (width, side, side)),
         nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(),
+    ]
+    if cfg.primitives:
+        maps = cfg.channels * len(cfg.primitives)
+        return nn.Sequential(*trunk, nn.Conv2d(width, maps, 3, padding=1), nn.ReLU6(),
+                             PrimitiveStamp(cfg.primitives, cfg.patch_shape[-1], cfg.channels))
+    return nn.Sequential(
+        *trunk,
         nn.ConvTranspose2d(width, half, 4, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(half, cfg.channels, 3, padding=1), nn.Sigmoid(),
     )

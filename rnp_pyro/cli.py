@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import presets
-from .config import FREEZABLE, GUIDES, OBJECTIVES, ConfigError
+from .config import FREEZABLE, GUIDES, OBJECTIVES, PRIMITIVES, ConfigError
 from .data import DataError
 from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
 from .ppc import PPC_DIR, ppc_run
@@ -87,6 +87,9 @@ def main():
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True),
               help="start from the weights of this run folder")
 @click.option("--freeze", help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
+@click.option("--primitives", help=f"draw only with these fixed strokes, comma-separated: "
+                                   f"{', '.join(PRIMITIVES)} (leaf patches for the RNP, the "
+                                   f"last layer's filters for the conv VAE)")
 @click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
 @click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -100,8 +103,8 @@ def main():
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
         stochastic_levels, objective,
-        num_particles, init_from, freeze, classes, exclude_classes, seed, device, out, resume,
-        data_dir, no_progress):
+        num_particles, init_from, freeze, primitives, classes, exclude_classes, seed, device,
+        out, resume, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -113,6 +116,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                       stochastic_levels=stochastic_levels, objective=objective, num_particles=num_particles,
                       init_from=init_from and str(Path(init_from).resolve()),
                       freeze=_names(freeze, FREEZABLE, "--freeze"),
+                      primitives=_names(primitives, PRIMITIVES, "--primitives"),
                       classes=_labels(classes, "--classes"),
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}

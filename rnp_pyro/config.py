@@ -21,6 +21,7 @@ GUIDES = ("encoder", "normal", "delta", "ladder", "refined")
 # Trace_ELBO, TraceMeanField_ELBO, RenyiELBO(alpha=0) (importance weighted), TraceGraph_ELBO
 OBJECTIVES = ("elbo", "meanfield", "iwae", "tracegraph")
 FREEZABLE = ("hyper_state", "hyper_policy", "encoder", "likelihood")
+PRIMITIVES = ("line", "curve")  # fixed strokes leaves may be limited to (primitives.py)
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,9 @@ class RNPConfig:
     # skipped by bilinear placement; a smaller patch is used whole.
     patch_size: int | None = None
     patch_activation: str = "relu6"  # "relu6" (authors' code) or "sigmoid"
+    # Fixed strokes the leaves may only combine, names from PRIMITIVES (the
+    # papers' Fig. 4A); the conv VAE then stamps them as its last layer. () = free.
+    primitives: tuple[str, ...] = ()
     # Generate each node's patch-decoder output matrix (True), or apply it as one
     # dense product over (hidden x hypernetwork state) without generating it (False,
     # faster: see benchmarks/RESULTS.md).
@@ -113,6 +117,7 @@ class RNPConfig:
         self.program_encoder = tuple(int(w) for w in self.program_encoder)
         self.encoder_dense = tuple(int(w) for w in self.encoder_dense)
         self.freeze = tuple(self.freeze)
+        self.primitives = tuple(self.primitives)
         self.exclude_classes = tuple(int(c) for c in self.exclude_classes)
         if self.classes is not None:
             self.classes = tuple(int(c) for c in self.classes)
@@ -177,6 +182,12 @@ class RNPConfig:
              "the importance-weighted objective needs unscaled per-image weights, and the "
              "per-image guides subsample (and so scale) the data plate: use --objective elbo")
         need(self.refine_steps >= 0 and self.refine_lr > 0, "refine_steps >= 0 and refine_lr > 0")
+        need(set(self.primitives) <= set(PRIMITIVES) and
+             len(set(self.primitives)) == len(self.primitives),
+             f"primitives must be distinct names from {PRIMITIVES}, got {self.primitives}")
+        need(not self.primitives or self.model != "convvae" or self.patch_shape[-1] % 2 == 0,
+             f"the conv VAE stamps primitives at stride 2: patch_size must be even, got "
+             f"{self.patch_shape[-1]}")
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
         need(not unknown, f"cannot freeze {unknown}: choose from {FREEZABLE}")
         need(self.classes is None or not set(self.classes) & set(self.exclude_classes),

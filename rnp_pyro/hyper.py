@@ -25,7 +25,8 @@ def state_layout(cfg: RNPConfig) -> dict[str, tuple[int, ...]]:
     levels that need less generate only a prefix (see :meth:`HyperNetwork.forward`).
     """
     z, (e1, e2), p = cfg.z_dim, cfg.program_encoder, cfg.patch_hidden
-    pixels = math.prod(cfg.patch_shape)
+    # pixels of a patch, or one coefficient per channel and fixed primitive
+    pixels = cfg.channels * len(cfg.primitives) or math.prod(cfg.patch_shape)
     return {
         "enc_w1": (e1, z + ACTION_DIM), "enc_b1": (e1,),
         "enc_w2": (e2, e1), "enc_b2": (e2,),

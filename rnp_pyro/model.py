@@ -21,6 +21,7 @@ from .config import RNPConfig, site_name, top_site
 from .hyper import HyperNetwork, policy_layout, state_layout
 from .likelihood import Likelihood
 from .plates import data_plate
+from .primitives import combine, primitive_images
 from .tree import Level, Tree
 
 
@@ -42,6 +43,9 @@ class RNP(PyroModule):
                          cfg.hyper_output_std)
             for _ in range(copies))
         self.likelihood = Likelihood(cfg)
+        if cfg.primitives:
+            self.register_buffer("primitive_images", primitive_images(
+                cfg.primitives, cfg.patch_shape[-1]), persistent=False)  # from the config
 
     # ------------------------------------------------------------------ networks
     def programs(self, z: torch.Tensor, depth: int, leaves_next: bool = True):
@@ -58,6 +62,8 @@ class RNP(PyroModule):
         hyper = self.hyper_state[0 if self.cfg.shared_hypernetworks else depth]
         dtype = torch.bfloat16 if self.cfg.bf16_decoder else None
         pixels = program.decode_patches(state, latents, self.cfg.patch_activation, hyper, dtype)
+        if self.cfg.primitives:  # coefficients of the fixed primitives, per channel
+            return combine(pixels.unflatten(-1, (self.cfg.channels, -1)), self.primitive_images)
         return pixels.reshape(*latents.shape[:2], *self.cfg.patch_shape)
 
     def grow(self, z: torch.Tensor, stochastic: bool | None = None, patches: bool = True,

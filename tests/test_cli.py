@@ -123,6 +123,16 @@ def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, t
     assert sum(bounds) / 16 == pytest.approx(metrics["log_likelihood_bound_nats_per_image"])
 
 
+@pytest.mark.parametrize("model", ["rnp", "convvae"])
+def test_fit_with_fixed_primitives_and_evaluate_the_run(few_images, tmp_path, model):
+    out = tmp_path / "run"
+    fitted = invoke("fit", "--dataset", "strokes", "--model", model, "--primitives", "line,curve",
+                    "--max-steps", 2, "--out", out, "--device", "cpu", "--no-progress")
+    assert fitted.exit_code == 0, fitted.output
+    assert json.loads((out / "config.json").read_text())["primitives"] == ["line", "curve"]
+    assert invoke("evaluate", out, "--device", "cpu", "--limit", 8).exit_code == 0
+
+
 def test_ppc_writes_plots_p_values_and_summary(few_images, tmp_path):
     out = tmp_path / "run"
     assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
@@ -159,6 +169,7 @@ def test_figures_writes_the_papers_figures(few_images, tmp_path):
 @pytest.mark.parametrize("option, value, words", [
     ("--freeze", "hyper_state,wings", ["--freeze", "wings", "hyper_policy"]),
     ("--classes", "1,two", ["--classes", "two"]),
+    ("--primitives", "line,dot", ["--primitives", "dot", "curve"]),
     ("--guide", "ladder", ["stochastic_levels"]),
 ])
 def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, words, tmp_path):
