@@ -87,6 +87,7 @@ def plot(curves: dict[str, list[list[float]]], path: Path, dataset: str) -> None
         axis.plot(epochs, means, marker="o", label=name)
         axis.fill_between(epochs, [m - s for m, s in zip(means, sds)],
                           [m + s for m, s in zip(means, sds)], alpha=0.2)
+    axis.set_xticks(range(1, max(len(r) for runs in curves.values() for r in runs) + 1))
     axis.set_xlabel("epoch")
     axis.set_ylabel("test MSE per pixel")
     axis.set_title(f"fixed primitives, {dataset}")
