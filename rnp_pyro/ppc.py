@@ -23,8 +23,9 @@ from pyro import poutine
 from pyro.infer import Predictive
 from torchvision.utils import make_grid, save_image
 
-from .config import latent_sites, top_site
+from .config import latent_sites
 from .evaluate import FIT_STEPS, run_on_test_images
+from .guides import decode_latents
 from .infer.fitting import guide_args
 from .modes import evaluating
 from .tree import Tree
@@ -188,23 +189,14 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
                              return_sites=(*latent_sites(model.cfg), "x"), parallel=True)
         drawn = predict(x, *guide_args)
         replicated = drawn.pop("x")
-        latents = drawn
-        tree = _decode(model, latents)
+        tree = decode_latents(model, drawn)
     check = PosteriorPredictive(observed=x, replicated=replicated, means=tree.canvas,
-                                latents=latents)
+                                latents=drawn)
     for name, statistic in IMAGE_STATISTICS.items():
         check.statistics[name] = (statistic(x).expand(num_samples, -1), statistic(replicated))
     if len(tree.levels) > 1:
         check.statistics["part_mass"] = (part_mass(tree, x), part_mass(tree, replicated))
     return check
-
-
-def _decode(model, latents: dict[str, torch.Tensor]) -> Tree:
-    """The trees of the drawn latents: z^K decoded, lower levels held at their draws."""
-    top = top_site(model.cfg)
-    lower = {site: value for site, value in latents.items() if site != top}
-    with poutine.condition(data=lower):
-        return model.decode(latents[top])
 
 
 def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
@@ -230,8 +222,9 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
     out.mkdir(exist_ok=True)
     check.plot_statistics(out / "statistics.png")
     check.plot_images(out / "images.png")
+    p_values = check.p_values()
     columns = {}
-    for stat, values in check.p_values().items():
+    for stat, values in p_values.items():
         values = values.cpu().reshape(len(x), -1)
         names = [stat] if values.shape[1] == 1 else [f"{stat}_{i}" for i in range(values.shape[1])]
         columns.update(zip(names, values.T.tolist()))
@@ -241,7 +234,7 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
         writer.writerows(zip(range(len(x)), *columns.values()))
     summary = {"dataset": cfg.dataset, "guide": name, "images": len(x), "samples": samples,
                "seed": seed, "statistics": {}}
-    for stat, values in check.p_values().items():
+    for stat, values in p_values.items():
         summary["statistics"][stat] = {
             "mean_p_value": values.mean().item(),
             f"share_below_{EXTREME}": (values < EXTREME).double().mean().item(),

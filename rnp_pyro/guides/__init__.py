@@ -19,7 +19,7 @@ from .local import ImageDelta, ImageNormal
 from .refined import RefinedGuide
 
 __all__ = ["GUIDES", "EncoderGuide", "ImageDelta", "ImageNormal", "LadderGuide", "RefinedGuide",
-           "make", "posterior_means", "reconstruct"]
+           "decode_latents", "make", "posterior_means", "reconstruct"]
 
 
 def make(name: str, cfg: RNPConfig, model, example=None, dataset_size: int | None = None):
@@ -66,6 +66,12 @@ def posterior_means(guide, x, *args) -> dict:
 
 def reconstruct(model, guide, x, *args):
     """The parse tree decoded from the guide's means: what reconstructions show."""
-    means = posterior_means(guide, x, *args)
-    top = means.pop(top_site(model.cfg))
-    return poutine.condition(model.decode, data=means)(top)
+    return decode_latents(model, posterior_means(guide, x, *args))
+
+
+def decode_latents(model, latents: dict):
+    """The parse tree of given latent values {site: value}: z^K decoded, each lower
+    level's site (when there are any) held at its given value."""
+    lower = dict(latents)
+    top = lower.pop(top_site(model.cfg))
+    return poutine.condition(model.decode, data=lower)(top)
