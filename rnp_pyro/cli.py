@@ -86,6 +86,10 @@ def main():
               help="samples per image in the objective (vectorized)")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True),
               help="start from the weights of this run folder")
+@click.option("--truncate", type=click.IntRange(min=1),
+              help="with --init-from: cut this many program levels off the top of that "
+                   "run's tree and train a new encoder for the rest (settings from that "
+                   "run, hypernetworks frozen unless --freeze says otherwise)")
 @click.option("--freeze", help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
 @click.option("--primitives", help=f"draw only with these fixed strokes, comma-separated: "
                                    f"{', '.join(PRIMITIVES)} (leaf patches for the RNP, the "
@@ -95,7 +99,8 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline]")
+              help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline, "
+                   "runs/DATASET-truncated for --truncate]")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="where datasets are found or downloaded")
@@ -103,13 +108,17 @@ def main():
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
         stochastic_levels, objective,
-        num_particles, init_from, freeze, primitives, classes, exclude_classes, seed, device,
-        out, resume, data_dir, no_progress):
+        num_particles, init_from, truncate, freeze, primitives, classes, exclude_classes, seed,
+        device, out, resume, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
     fit --dataset fashion --exclude-classes 9 --out runs/no9, then
     fit --dataset fashion --classes 9 --init-from runs/no9 --freeze hyper_state,hyper_policy
+
+    A 4-level scene model's 3-level subtree on single objects (PNAS Fig. 4C):
+    fit --dataset scenes:fashion --out runs/scenes, then
+    fit --dataset fashion --init-from runs/scenes --truncate 1 --out runs/truncated
     """
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
@@ -120,11 +129,16 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                       classes=_labels(classes, "--classes"),
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}
-    if preset is None:
+    if truncate:
+        if not init_from or preset:
+            raise ConfigError("--truncate takes its settings from the run in --init-from: "
+                              "give --init-from, and no --preset")
+        cfg = presets.truncation(init_from, truncate, dataset=dataset, **overrides)
+    elif preset is None:
         cfg = presets.for_dataset(dataset, **overrides)
     else:
         cfg = presets.get(preset, dataset=dataset, **overrides)
-    out = out or _default_out(dataset, cfg.model)
+    out = out or _default_out(dataset, cfg)
     try:
         run = fit_run(cfg, out, epochs=epochs, max_steps=max_steps, device=device, seed=seed,
                       resume=resume, data_dir=data_dir, progress=not no_progress)
@@ -195,9 +209,11 @@ def figures(run_dir, data_dir, device, images, clusters, seed, transfer):
         click.echo(f"wrote {path}")
 
 
-def _default_out(dataset: str, model: str) -> Path:
-    name = Path(dataset.removeprefix("folder:")).name or "folder"
-    return Path("runs") / (name if model == "rnp" else f"{name}-{model}")
+def _default_out(dataset: str, cfg) -> Path:
+    """runs/DATASET, with -MODEL for the baseline and -truncated for a truncation."""
+    name = Path(dataset.removeprefix("folder:")).name.replace(":", "-") or "folder"
+    suffix = "-truncated" if cfg.truncate else "" if cfg.model == "rnp" else f"-{cfg.model}"
+    return Path("runs") / f"{name}{suffix}"
 
 
 def _names(value: str | None, known: tuple[str, ...], option: str) -> tuple[str, ...] | None:

@@ -22,6 +22,7 @@ GUIDES = ("encoder", "normal", "delta", "ladder", "refined")
 OBJECTIVES = ("elbo", "meanfield", "iwae", "tracegraph")
 FREEZABLE = ("hyper_state", "hyper_policy", "encoder", "likelihood")
 PRIMITIVES = ("line", "curve")  # fixed strokes leaves may be limited to (primitives.py)
+CONFIG_FILE = "config.json"  # a run folder's config
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,11 @@ class RNPConfig:
 
     # --- transfer ---
     init_from: str | None = None  # a run folder whose weights start this run
+    # With init_from: cut this many program levels off the top of that run's tree and
+    # start from the programs below it, with a fresh guide (the PNAS paper's Fig. 4C:
+    # a 4-level model's 3-level subtree driven by a new encoder). taus must be the
+    # source's less its first ``truncate``; presets.truncation builds such a config.
+    truncate: int = 0
     freeze: tuple[str, ...] = ()  # parts kept as they are: names from FREEZABLE
     classes: tuple[int, ...] | None = None  # train and test only on these labels ...
     exclude_classes: tuple[int, ...] = ()  # ... and never on these
@@ -188,6 +194,11 @@ class RNPConfig:
         need(not self.primitives or self.model != "convvae" or self.patch_shape[-1] % 2 == 0,
              f"the conv VAE stamps primitives at stride 2: patch_size must be even, got "
              f"{self.patch_shape[-1]}")
+        need(self.truncate >= 0, f"truncate must be 0 or more program levels, got {self.truncate}")
+        need(not self.truncate or self.init_from,
+             "truncate cuts levels off the tree of another run: give init_from too")
+        need(not self.truncate or self.model == "rnp",
+             f"truncate cuts levels off an RNP's tree; the {self.model} model has none")
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
         need(not unknown, f"cannot freeze {unknown}: choose from {FREEZABLE}")
         need(self.classes is None or not set(self.classes) & set(self.exclude_classes),

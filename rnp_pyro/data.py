@@ -32,13 +32,16 @@ from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.functional import pil_to_tensor
 
-DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH")
+from .spatial import warp
+
+DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH", "scenes:NAME")
 ENV_VAR = "RNP_PYRO_DATA"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 STROKES_SPLITS = {True: (10000, 0), False: (2000, 1)}  # train?: (size, seed)
 MAX_STROKES = 4
+SCENE_SEEDS = {True: 0, False: 1}  # train?: seed of the objects' placement
 
 _MNIST_FAMILY = {"fashion": datasets.FashionMNIST, "mnist": datasets.MNIST}
 
@@ -100,11 +103,12 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
                 limit: int | None = None) -> ImageSet:
     """The train or test images of a named dataset, resized to ``image_size``.
 
-    ``name`` is one of fashion, mnist, omniglot, strokes, or ``folder:PATH`` for a
+    ``name`` is one of fashion, mnist, omniglot, strokes, ``folder:PATH`` for a
     folder of images (optionally in one subfolder per class, and in ``train``/``test``
-    subfolders to split them; otherwise both splits are the whole folder). Named
-    datasets are grey; folder images are converted to ``channels``. ``limit`` keeps
-    only the first images.
+    subfolders to split them; otherwise both splits are the whole folder), or
+    ``scenes:NAME`` for pairs of NAME's images placed on one canvas (:func:`compose_scenes`).
+    Named datasets are grey; folder images are converted to ``channels``. ``limit``
+    keeps only the first images.
     """
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
@@ -118,9 +122,18 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
         images, labels = _read_folder(Path(name[len("folder:"):]).expanduser(), train,
                                       channels, image_size, limit)
         return ImageSet(images, labels, f"{name} {split}")
+    if name.startswith("scenes:"):
+        source = name[len("scenes:"):]
+        if source.startswith("scenes:"):
+            raise DataError(f"{name!r}: scenes are made of single objects, not of other scenes")
+        objects = load_images(source, train=train, data_dir=data_dir, channels=channels,
+                              download=download, limit=limit)
+        scenes = compose_scenes(objects, image_size=image_size, seed=SCENE_SEEDS[train])
+        return dataclasses.replace(scenes, name=f"{name} {split}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of fashion, mnist, omniglot, "
-                        f"strokes, or folder:PATH for a folder of images")
+                        f"strokes, folder:PATH for a folder of images, or scenes:NAME for "
+                        f"pairs of NAME's images on one canvas")
     if channels != 1:
         raise DataError(f"{name} is a grey dataset; set channels=1 "
                         f"(only folder:PATH datasets are converted to RGB)")
@@ -413,6 +426,47 @@ def _draw_stroke_chunk(u: torch.Tensor, grid: torch.Tensor, image_size: int) -> 
     # back to pixels: the map's mean stretch, times pixels per image unit
     pixels = distance * det.abs().sqrt()[..., None] * (image_size - 1) / 2
     return (width[..., None] / 2 + 0.5 - pixels).clamp(0, 1)
+
+
+# ---------------------------------------------------------------------------- scenes
+def compose_scenes(objects: ImageSet, *, image_size: int = 48, per_scene: int = 2,
+                   seed: int = 0, chunk: int = 2048) -> ImageSet:
+    """Scenes of ``per_scene`` randomly transformed objects on an ``image_size`` canvas
+    (the PNAS paper's pairs of digits, Fig. 4B), with each placed object as ``parts``.
+
+    Scene i holds object i and ``per_scene - 1`` others chosen at random. Each is
+    drawn 1/s of the canvas across, s uniform in [1.8, 2.4], turned by up to 30
+    degrees either way, and centred anywhere its unturned box stays on the canvas;
+    a scene is the sum of its objects clipped to [0, 1]. Labels are those of object i.
+    The same seed and objects give the same scenes.
+    """
+    count = len(objects)
+    if per_scene < 1 or (per_scene > 1 and count < 2):
+        raise DataError(f"scenes of {per_scene} objects need at least 2 objects and "
+                        f"per_scene >= 1; got {count} objects")
+    generator = torch.Generator().manual_seed(seed)
+    uniforms = torch.rand(count, per_scene, 5, generator=generator)
+    others = (torch.arange(count)[:, None] + 1 +
+              (uniforms[:, 1:, 0] * (count - 1)).long().clamp(max=count - 2)) % count
+    which = torch.cat([torch.arange(count)[:, None], others], 1)  # (N, per_scene)
+
+    scale = 1.8 + 0.6 * uniforms[..., 1]
+    angle = (math.pi / 6) * (2 * uniforms[..., 2] - 1)
+    centre = (1 - 1 / scale)[..., None] * (2 * uniforms[..., 3:5] - 1)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    linear = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+    # canvas point p -> object frame: s R (p - centre)
+    shift = -(linear @ centre[..., None])
+    theta = torch.cat([linear, shift], -1)  # (N, per_scene, 2, 3)
+
+    channels = objects.images.shape[1]
+    parts = torch.empty(count, per_scene, channels, image_size, image_size)
+    for start in range(0, count, chunk):
+        rows = slice(start, start + chunk)
+        drawn = warp(objects.images[which[rows]], theta[rows], image_size)
+        parts[rows] = drawn.clamp_(0, 1)
+    labels = None if objects.labels is None else objects.labels.clone()
+    return ImageSet(parts.sum(1).clamp(max=1), labels, f"scenes of {objects.name}", parts=parts)
 
 
 # ---------------------------------------------------------------------------- checks

@@ -149,6 +149,25 @@ class RNP(PyroModule):
         latents, actions, patches = self.grow(z, stochastic, start=depth)
         return self.render(latents, actions, patches, z.shape[:-1], start=depth)
 
+    def subtree_state(self, depth: int) -> dict:
+        """The weights of the tree below depth ``depth``, as a state dict for an RNP with
+        ``taus[depth:]``: that model's ``decode(z)`` is this one's ``decode(z, depth=depth)``.
+
+        Shared hypernetworks serve every depth, so they carry over whole; per-level
+        ones from ``depth`` down are renumbered from 0.
+        """
+        if self.cfg.shared_hypernetworks:
+            return self.state_dict()
+        state = {}
+        for key, value in self.state_dict().items():
+            stream, index, rest = (key.split(".", 2) + ["", ""])[:3]
+            if stream in ("hyper_state", "hyper_policy"):
+                if int(index) < depth:
+                    continue
+                key = f"{stream}.{int(index) - depth}.{rest}"
+            state[key] = value
+        return state
+
     def sample_lower_levels(self, z: torch.Tensor) -> None:
         """Sample the per-level sites given z^K from the model's own conditional prior.
 

@@ -16,7 +16,9 @@ One-epoch runs comparing these choices are in benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-from .config import ConfigError, RNPConfig
+from pathlib import Path
+
+from .config import CONFIG_FILE, ConfigError, RNPConfig
 
 _PRESETS: dict[str, dict] = {
     # three latent levels (digit/object, parts, sub-parts), four steps per program
@@ -29,6 +31,10 @@ _PRESETS: dict[str, dict] = {
     # tau = 3 at every level, on Fashion-MNIST
     "fashion4": dict(dataset="fashion", z_dim=32, taus=(3, 3, 3), scale_offset=1.6,
                      patch_size=10),
+    # pairs of objects on a 48-pixel canvas (the PNAS paper's Fig. 4B): the
+    # fashion4 tree, whose top program places whole objects
+    "scenes": dict(dataset="scenes:fashion", image_size=48, z_dim=32, taus=(3, 3, 3),
+                   scale_offset=1.6, patch_size=10),
 }
 
 
@@ -44,6 +50,31 @@ def get(name: str, **overrides) -> RNPConfig:
 
 
 def for_dataset(dataset: str, **overrides) -> RNPConfig:
-    """The preset for a dataset name (``folder:PATH`` uses the fashion settings)."""
-    base = dataset if dataset in _PRESETS else "fashion"
+    """The preset for a dataset name (``scenes:NAME`` uses the scenes settings,
+    ``folder:PATH`` the fashion ones)."""
+    base = dataset if dataset in _PRESETS else (
+        "scenes" if dataset.startswith("scenes:") else "fashion")
     return get(base, dataset=dataset, **overrides)
+
+
+def truncation(run_dir: str | Path, levels: int = 1, **overrides) -> RNPConfig:
+    """Settings that start from the run in ``run_dir`` with its top ``levels`` program
+    levels cut off (the PNAS paper's Fig. 4C): the same networks below them, a fresh
+    guide, and the hypernetworks frozen unless ``freeze`` says otherwise.
+
+    The dataset, epochs and the rest come from the source run unless overridden; the
+    canvas keeps its size, so a lower level draws in a frame as large as the image.
+    """
+    run_dir = Path(run_dir).resolve()
+    source = RNPConfig.load(run_dir / CONFIG_FILE)
+    if source.model != "rnp":
+        raise ConfigError(f"{run_dir} holds a {source.model} model; only an RNP has a tree "
+                          f"to truncate")
+    if not 1 <= levels < len(source.taus):
+        raise ConfigError(f"{run_dir} has {len(source.taus)} program levels (taus "
+                          f"{source.taus}); truncate 1 to {len(source.taus) - 1} of them, "
+                          f"not {levels}")
+    fresh = dict(init_from=str(run_dir), truncate=levels, taus=source.taus[levels:],
+                 freeze=("hyper_state", "hyper_policy"), classes=None, exclude_classes=(),
+                 notes={})
+    return source.replace(**{**fresh, **overrides})

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from .baselines import ConvVAE
-from .config import ConfigError, RNPConfig
+from .config import CONFIG_FILE, ConfigError, RNPConfig
 from . import guides
 from .model import RNP
 
-CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("epoch", "step", "train_loss", "test_elbo", "test_mse", "lr", "skipped_steps",

@@ -76,7 +76,7 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
     pyro.set_rng_seed(seed)
     model, guide = build(cfg, example=train_images, dataset_size=len(train_images))
     if state is None and cfg.init_from:
-        _init_from(model, guide, cfg.init_from)
+        _init_from(model, guide, cfg.init_from, cfg.truncate)
     training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,
                          out, seed)
     if state is not None:
@@ -99,9 +99,18 @@ def _images(given: data.ImageSet | None, cfg: RNPConfig, *, train: bool, data_di
     return given.images
 
 
-def _init_from(model, guide, run_dir) -> None:
-    """Start from the weights of the run in ``run_dir`` (same architecture)."""
+def _init_from(model, guide, run_dir, truncate: int = 0) -> None:
+    """Start from the weights of the run in ``run_dir`` (same architecture), or from
+    those of its tree below depth ``truncate`` with the guide left fresh."""
     source = load_run(run_dir)
+    if truncate:
+        wanted = source.config.taus[truncate:]
+        if model.cfg.taus != wanted:
+            raise ConfigError(f"cutting {truncate} program level(s) off {run_dir} (taus "
+                              f"{source.config.taus}) leaves taus {wanted}, but this run has "
+                              f"{model.cfg.taus}; build its settings with presets.truncation")
+        load_weights(model, source.model.subtree_state(truncate), "model", Path(run_dir))
+        return  # a new guide learns to drive the subtree
     load_weights(model, source.model.state_dict(), "model", Path(run_dir))
     if getattr(guide, "per_image", False) or getattr(source.guide, "per_image", False):
         return  # per-image parameters belong to the other run's images

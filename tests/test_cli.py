@@ -166,6 +166,25 @@ def test_figures_writes_the_papers_figures(few_images, tmp_path):
     assert all(f"wrote {out / 'figures' / name}" in drawn.output for name in names)
 
 
+def test_truncate_trains_a_new_encoder_for_a_scene_models_subtree(few_images, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scenes = invoke("fit", "--dataset", "scenes:strokes", "--preset", "strokes", "--max-steps", 2,
+                    "--device", "cpu", "--no-progress")
+    assert scenes.exit_code == 0, scenes.output
+    source = tmp_path / "runs" / "scenes-strokes"
+    truncated = invoke("fit", "--dataset", "strokes", "--init-from", source, "--truncate", 1,
+                       "--max-steps", 2, "--device", "cpu", "--no-progress")
+    assert truncated.exit_code == 0, truncated.output
+    cfg = json.loads((tmp_path / "runs" / "strokes-truncated" / "config.json").read_text())
+    assert (cfg["dataset"], cfg["taus"], cfg["truncate"]) == ("strokes", [3], 1)
+    assert cfg["freeze"] == ["hyper_state", "hyper_policy"]
+
+    assert_one_line_error(invoke("fit", "--dataset", "strokes", "--truncate", 1), "--init-from")
+    assert_one_line_error(invoke("fit", "--dataset", "strokes", "--init-from", source,
+                                 "--truncate", 2), "truncate 1 to 1")
+
+
 @pytest.mark.parametrize("option, value, words", [
     ("--freeze", "hyper_state,wings", ["--freeze", "wings", "hyper_policy"]),
     ("--classes", "1,two", ["--classes", "two"]),

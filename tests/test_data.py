@@ -11,7 +11,8 @@ from PIL import Image
 from torchvision import datasets
 
 from rnp_pyro import data
-from rnp_pyro.data import DataError, ImageSet, batches, check_images, draw_strokes, load_images
+from rnp_pyro.data import (DataError, ImageSet, batches, check_images, compose_scenes, draw_strokes,
+                           load_images)
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -248,6 +249,8 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.float32
     assert test.images.min() == 0 and test.images.max() == 1
     assert torch.equal(test.labels.bincount(), torch.full((10,), 1000))
+    scenes = load_images("scenes:fashion", train=False, download=False, limit=50, image_size=48)
+    assert scenes.images.shape == (50, 1, 48, 48) and torch.equal(scenes.labels, test.labels[:50])
     assert sorted(os.listdir(REAL_FASHION)) == before
     assert not (tmp_path / "cache").exists()
 
@@ -276,6 +279,43 @@ def test_strokes_splits_and_limit():
     assert big.images.shape == (5, 1, 64, 64) and big.parts.shape == (5, 4, 1, 64, 64)
     with pytest.raises(DataError, match="channels=1"):
         load_images("strokes", channels=3)
+
+
+# ------------------------------------------------------------------ scenes
+def test_scenes_place_two_different_objects_whole_at_a_random_size():
+    # object i is a full square of grey level (i + 1) / 40: its placed copy shows which
+    # object it is, and its area how large it was drawn
+    levels = (torch.arange(40.0) + 1) / 40
+    objects = ImageSet(levels[:, None, None, None].expand(40, 1, 28, 28).clone(),
+                       torch.arange(40), "squares")
+    scenes = compose_scenes(objects, image_size=48, seed=5)
+    assert scenes.images.shape == (40, 1, 48, 48) and scenes.parts.shape == (40, 2, 1, 48, 48)
+    assert torch.equal(scenes.parts.sum(1).clamp(max=1), scenes.images)
+    assert torch.equal(scenes.labels, objects.labels)
+
+    shown = scenes.parts.flatten(2).amax(-1)  # each placed square's grey level
+    torch.testing.assert_close(shown[:, 0], levels)  # scene i holds object i ...
+    assert (shown[:, 1] != shown[:, 0]).all()  # ... and another one
+    area = (scenes.parts > 1e-3).flatten(2).float().mean(-1)  # fraction of the canvas
+    assert area.min() > 0.8 / 2.4**2 and area.max() < 1.1 / 1.8**2
+    assert area.std() > 0.01  # sizes vary
+
+    again = compose_scenes(objects, image_size=48, seed=5)
+    assert torch.equal(again.images, scenes.images)
+    assert not torch.equal(compose_scenes(objects, image_size=48, seed=6).images, scenes.images)
+
+
+def test_scenes_load_by_name_and_bad_names_say_why():
+    scenes = load_images("scenes:strokes", limit=10, image_size=40)
+    assert scenes.images.shape == (10, 1, 40, 40) and scenes.name == "scenes:strokes train"
+    test = load_images("scenes:strokes", train=False, limit=10, image_size=40)
+    assert not torch.equal(scenes.images, test.images)
+    with pytest.raises(DataError, match="single objects"):
+        load_images("scenes:scenes:strokes", limit=10)
+    with pytest.raises(DataError, match="at least 2 objects"):
+        load_images("scenes:strokes", limit=1)
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        load_images("scenes:nope")
 
 
 def test_image_set_copy_subset_and_filter():

@@ -14,8 +14,8 @@ from rnp_pyro.infer.bounds import log_likelihood_bounds, log_weights
 from rnp_pyro.infer.fitting import fit_guide
 from rnp_pyro.infer.objectives import make_objective
 from rnp_pyro.plates import data_plate
-from rnp_pyro.run import load_run
-from rnp_pyro.train import fit
+from rnp_pyro.run import build, load_run
+from rnp_pyro.train import _init_from, fit
 
 SIZE = 16
 
@@ -163,6 +163,36 @@ def test_transfer_freezes_what_it_names_and_starts_from_the_source(trained, stro
     moved = [name for name, value in run.guide.state_dict().items()
              if not torch.equal(value, trained.guide.state_dict()[name])]
     assert moved  # the encoder adapted
+
+
+def test_truncation_starts_from_the_subtree_with_a_fresh_guide(trained, strokes, tmp_path):
+    cfg = presets.truncation(trained.path, 1, epochs=1)
+    assert (cfg.taus, cfg.truncate, cfg.init_from) == ((2,), 1, str(trained.path.resolve()))
+    assert cfg.freeze == ("hyper_state", "hyper_policy") and cfg.z_dim == trained.config.z_dim
+    model, guide = build(cfg, example=strokes[0].images)
+    fresh = {name: value.clone() for name, value in guide.state_dict().items()}
+    _init_from(model, guide, cfg.init_from, cfg.truncate)
+    assert all(torch.equal(value, fresh[name]) for name, value in guide.state_dict().items())
+    z = torch.randn(5, cfg.z_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().decode(z).canvas,
+                                   trained.model.decode(z, depth=1).canvas)
+
+    run = fit(cfg, tmp_path / "truncated", max_steps=4, device="cpu", progress=False,
+              train_set=strokes[0], test_set=strokes[1])
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value, trained.model.state_dict()[name]), name  # frozen
+    assert load_run(run.path).config.taus == (2,)
+
+
+def test_truncation_errors_say_what_fits(trained, tmp_path):
+    with pytest.raises(ConfigError, match="truncate 1 to 1"):
+        presets.truncation(trained.path, 2)
+    with pytest.raises(ConfigError, match="init_from"):
+        small(truncate=1)
+    model, guide = build(small(taus=(3,)))
+    with pytest.raises(ConfigError, match=r"leaves taus \(2,\)"):
+        _init_from(model, guide, trained.path, 1)
 
 
 def test_class_filters_keep_and_exclude_labels(strokes):

@@ -221,6 +221,18 @@ def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared):
         model.decode(tree.leaves.latents, depth=3)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth):
+    cfg = small(taus=(2, 3, 2), shared_hypernetworks=shared)
+    model = RNP(cfg).double()
+    truncated = RNP(cfg.replace(taus=cfg.taus[depth:])).double()
+    truncated.load_state_dict(model.subtree_state(depth))
+    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    torch.testing.assert_close(truncated.decode(z).canvas, model.decode(z, depth=depth).canvas)
+    torch.testing.assert_close(truncated.decode(z).canvas, depth_first_canvas(truncated, z))
+
+
 def test_per_level_hypernetworks_option():
     cfg = small(shared_hypernetworks=False)
     model = RNP(cfg)
