@@ -14,13 +14,14 @@ import click
 from . import presets
 from .config import FREEZABLE, GUIDES, OBJECTIVES, PRIMITIVES, ConfigError
 from .data import DataError
+from .distributed import DataParallelError
 from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
 from .ppc import PPC_DIR, ppc_run
 from .run import CHECKPOINT_FILE, CheckpointError
-from .train import fit as fit_run
+from .train import fit_in_processes
 from .viz import figures_run
 
-EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError)
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DataParallelError)
 
 
 def _friendly_errors(command):
@@ -98,6 +99,9 @@ def main():
 @click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="train data-parallel in this many processes: one per GPU on cuda, sharing "
+                   "the cores on cpu; --batch-size is per process")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline, "
                    "runs/DATASET-truncated for --truncate]")
@@ -109,7 +113,7 @@ def main():
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
         stochastic_levels, objective,
         num_particles, init_from, truncate, freeze, primitives, classes, exclude_classes, seed,
-        device, out, resume, data_dir, no_progress):
+        device, devices, out, resume, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -119,6 +123,9 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     A 4-level scene model's 3-level subtree on single objects (PNAS Fig. 4C):
     fit --dataset scenes:fashion --out runs/scenes, then
     fit --dataset fashion --init-from runs/scenes --truncate 1 --out runs/truncated
+
+    Data-parallel: fit --devices 2 ..., or across machines
+    torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT --no-python rnp-pyro fit ...
     """
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
@@ -140,8 +147,9 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         cfg = presets.get(preset, dataset=dataset, **overrides)
     out = out or _default_out(dataset, cfg)
     try:
-        run = fit_run(cfg, out, epochs=epochs, max_steps=max_steps, device=device, seed=seed,
-                      resume=resume, data_dir=data_dir, progress=not no_progress)
+        run = fit_in_processes(devices, cfg, out, epochs=epochs, max_steps=max_steps,
+                               device=device, seed=seed, resume=resume, data_dir=data_dir,
+                               progress=not no_progress)
     except KeyboardInterrupt:
         checkpoint = out / CHECKPOINT_FILE
         if checkpoint.exists():

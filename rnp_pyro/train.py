@@ -11,19 +11,21 @@ weights, and evaluation leaves the training's random stream alone.
 from __future__ import annotations
 
 import csv
-import itertools
 import math
+import os
 import random
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grad_norm_
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from . import data, viz
+from . import data, distributed, viz
 from .config import ConfigError, RNPConfig
 from .evaluate import evaluate, guide_for
 from .infer.fitting import guide_args, loss_divisor
@@ -53,41 +55,84 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
 
     Transfer: ``cfg.init_from`` (a run folder) gives a new run its starting weights,
     and the parts named in ``cfg.freeze`` are not trained.
+
+    Started by torchrun in several processes, each trains on its share of every
+    batch of ``cfg.batch_size`` per process (:mod:`rnp_pyro.distributed`); rank 0
+    writes the folder. A run resumes on any number of processes.
     """
     out = Path(out)
-    device = resolve_device(device)
-    checkpoint_path = out / CHECKPOINT_FILE
-    state = None
-    if resume:
-        if not checkpoint_path.exists():
-            raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist; "
-                                  f"start a new run without --resume")
-        state = read_checkpoint(checkpoint_path)
-        _check_same_settings(state, cfg, seed, checkpoint_path)
-    elif checkpoint_path.exists():
-        raise CheckpointError(f"{out} already holds a run ({CHECKPOINT_FILE}); pass --resume to "
-                              f"continue it, or choose another --out")
+    place, device = distributed.join(resolve_device(device))
+    if place.parallel:
+        distributed.check_config(cfg)
+    state = _state_to_resume(cfg, out, seed, resume)
 
     train_images = _images(train_set, cfg, train=True, data_dir=data_dir).to(device)
     test_images = _images(test_set, cfg, train=False, data_dir=data_dir).to(device)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / CONFIG_FILE)
+    if place.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / CONFIG_FILE)
 
     pyro.set_rng_seed(seed)
     model, guide = build(cfg, example=train_images, dataset_size=len(train_images))
     if state is None and cfg.init_from:
         _init_from(model, guide, cfg.init_from, cfg.truncate)
+    if place.parallel:  # the same weights everywhere, but each rank its own draws
+        pyro.set_rng_seed(seed * 1_000_003 + place.rank)
     training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,
-                         out, seed)
+                         out, seed, place)
     if state is not None:
         training.restore(state)
-    training.run(cfg.epochs if epochs is None else epochs, max_steps, progress)
+    training.run(cfg.epochs if epochs is None else epochs, max_steps, progress and place.is_main)
 
-    viz.save_run_figures(model, training.test_guide(), test_images, out)
+    if place.is_main:
+        viz.save_run_figures(model, training.test_guide(), test_images, out)
+    distributed.barrier(place)
     model.eval()
     guide.eval()
     return Run(model, guide, cfg, out, epoch=training.epoch, step=training.step,
                metrics=last_metrics(out))
+
+
+def _state_to_resume(cfg: RNPConfig, out: Path, seed: int, resume: bool) -> dict | None:
+    """The checkpoint to resume (None for a new run), refusing what cannot be resumed."""
+    checkpoint_path = out / CHECKPOINT_FILE
+    if not resume:
+        if checkpoint_path.exists():
+            raise CheckpointError(f"{out} already holds a run ({CHECKPOINT_FILE}); pass --resume "
+                                  f"to continue it, or choose another --out")
+        return None
+    if not checkpoint_path.exists():
+        raise CheckpointError(f"nothing to resume: {checkpoint_path} does not exist; "
+                              f"start a new run without --resume")
+    state = read_checkpoint(checkpoint_path)
+    _check_same_settings(state, cfg, seed, checkpoint_path)
+    return state
+
+
+def fit_in_processes(processes: int, cfg: RNPConfig, out: str | Path, **options) -> Run:
+    """:func:`fit` data-parallel in ``processes`` local processes (one per GPU on CUDA,
+    gloo on CPUs), started through torchrun's launcher; the run as loaded from ``out``.
+
+    ``options`` are :func:`fit`'s. One process is plain :func:`fit`.
+    """
+    if processes == 1:
+        return fit(cfg, out, **options)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("this process is one of several torchrun started; torchrun's "
+                          "--nproc-per-node sets the number of processes, so leave out --devices")
+    distributed.check_config(cfg)
+    device = resolve_device(options.get("device", "auto"))
+    if device.type == "cuda" and processes > torch.cuda.device_count():
+        raise ConfigError(f"{processes} processes need as many GPUs; this machine has "
+                          f"{torch.cuda.device_count()}")
+    _state_to_resume(cfg, Path(out), options.get("seed", 0), options.get("resume", False))
+    distributed.launch(processes, _fit_in_rank, cfg, out, options)
+    return load_run(out, device=options.get("device", "auto"))
+
+
+@record
+def _fit_in_rank(cfg: RNPConfig, out: str | Path, options: dict) -> None:
+    fit(cfg, out, **options)
 
 
 def _images(given: data.ImageSet | None, cfg: RNPConfig, *, train: bool, data_dir) -> torch.Tensor:
@@ -141,30 +186,33 @@ def _check_same_settings(state: dict, cfg: RNPConfig, seed: int, path: Path) -> 
                               f"another --out for a new run")
 
 
-def _epoch_order(seed: int, epoch: int) -> torch.Generator:
-    """The generator of an epoch's batch order: a function of (seed, epoch) alone."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
 class _Training:
     """The SVI loop and everything a checkpoint must hold to continue it."""
 
-    def __init__(self, cfg, model, guide, train_images, test_images, out: Path, seed: int):
+    def __init__(self, cfg, model, guide, train_images, test_images, out: Path, seed: int,
+                 place: distributed.Place = distributed.Place()):
         self.cfg, self.model, self.guide = cfg, model, guide
         self.train_images, self.test_images = train_images, test_images
-        self.out, self.seed = out, seed
+        self.out, self.seed, self.place = out, seed, place
         self.objective = make_objective(cfg.objective, cfg.num_particles)
         self.frozen = _frozen_parts(cfg, model, guide)
         for part in self.frozen:
             part.requires_grad_(False)
         self.parameters = [p for module in (model, guide) for p in module.parameters()
                            if p.requires_grad]
+        # the loss as a module (Pyro's ELBOModule): DDP averages its gradients over ranks
+        self.loss = None
+        if hasattr(self.objective, "differentiable_loss"):
+            self.loss = self.objective(model, guide)
+            if place.parallel:
+                self.loss = DistributedDataParallel(self.loss)
         # fused: it can skip a step on the device (see _step)
         self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr,
                                           weight_decay=cfg.weight_decay, fused=True)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-        self.steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+        per_rank = math.ceil(len(train_images) / place.world_size)
+        self.steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
         self.epoch = 0  # epochs completed
         self.step = 0  # steps taken, skipped ones included
         self.epoch_step = 0  # steps taken in the unfinished epoch
@@ -175,7 +223,8 @@ class _Training:
         self.resumed = False
 
     # ------------------------------------------------------------------ checkpoints
-    def state(self) -> dict:
+    def state(self, rng_ranks: list) -> dict:
+        """What a checkpoint holds; ``rng_ranks`` is every rank's random state."""
         return {
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
@@ -188,8 +237,9 @@ class _Training:
             "seconds": self.seconds,
             "seed": self.seed,
             "train_size": len(self.train_images),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "world_size": self.place.world_size,
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
             "config": self.cfg.to_dict(),
             "version": library_version(),
         }
@@ -202,18 +252,22 @@ class _Training:
         self.epoch, self.step = state["epoch"], state["step"]
         self.epoch_step, self.skipped_steps = state["epoch_step"], state["skipped_steps"]
         self.seconds = state["seconds"]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        saved_world = state.get("world_size", 1)
+        ranks = state.get("rng_ranks", [state["rng"]])
+        if saved_world == self.place.world_size:
+            _set_rng_state(ranks[self.place.rank])
+        else:
+            # the images of this epoch already seen, in whole steps of the new world
+            self.epoch_step = math.ceil(self.epoch_step * saved_world / self.place.world_size)
+            pyro.set_rng_seed(self.seed * 1_000_003 + self.step * 1_009 + self.place.rank)
         self.resumed = True
 
     # ------------------------------------------------------------------ the loop
     def run(self, epochs: int, max_steps: int | None, progress: bool) -> None:
         max_steps = math.inf if max_steps is None else max_steps
         metrics_path = self.out / METRICS_FILE
-        _start_metrics(metrics_path, keep_until=self.step if self.resumed else None)
+        if self.place.is_main:
+            _start_metrics(metrics_path, keep_until=self.step if self.resumed else None)
         started, seconds_before = time.monotonic(), self.seconds
         total = min(epochs * self.steps_per_epoch, max_steps)
         self.model.train()
@@ -221,7 +275,8 @@ class _Training:
         for part in self.frozen:
             part.eval()  # e.g. a frozen encoder's BatchNorm statistics stay as they are
         self.writer = SummaryWriter(self.out / "tensorboard",
-                                    purge_step=self.step + 1 if self.resumed else 0)
+                                    purge_step=self.step + 1 if self.resumed else 0) \
+            if self.place.is_main else None
         self.bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step",
                         desc=f"{self.cfg.model} on {self.cfg.dataset}", dynamic_ncols=True)
         try:
@@ -239,15 +294,16 @@ class _Training:
                 self._record(metrics_path, lr)
         finally:
             self.bar.close()
-            self.writer.close()
+            if self.writer:
+                self.writer.close()
 
     def _batches_left(self, max_steps):
         """The current epoch's batches not yet taken, no more than ``max_steps`` allows."""
-        order = _epoch_order(self.seed, self.epoch)
-        batches = data.batch_indices(len(self.train_images), self.cfg.batch_size, shuffle=True,
-                                     generator=order, device=self.train_images.device)
+        batches = distributed.epoch_batches(len(self.train_images), self.cfg.batch_size,
+                                            self.seed * 1_000_003, self.epoch, self.place)
         room = min(self.steps_per_epoch, max_steps - self.step)
-        return itertools.islice(batches, self.epoch_step, self.epoch_step + room)
+        return (indices.to(self.train_images.device)
+                for indices in batches[self.epoch_step:self.epoch_step + room])
 
     def _step(self, indices: torch.Tensor) -> None:
         loss = self._backward(indices)
@@ -255,8 +311,11 @@ class _Training:
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         # A non-finite step must not reach the weights or Adam's moments. Fused Adam skips
         # its whole update on the device when `found_inf` is 1 (the protocol that
-        # torch.amp.GradScaler uses), so the check adds no wait for the device.
-        self.optimizer.found_inf = (~finite).float()
+        # torch.amp.GradScaler uses), so the check adds no wait for the device; every
+        # rank skips when one does.
+        found_inf = distributed.any_rank((~finite).float(), self.place)
+        finite = found_inf == 0
+        self.optimizer.found_inf = found_inf
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -268,8 +327,8 @@ class _Training:
         x = self.train_images[indices]
         args = guide_args(self.guide, indices, len(self.train_images))
         per = loss_divisor(self.guide, len(x), len(self.train_images))
-        if hasattr(self.objective, "differentiable_loss"):  # the loss stays on the device
-            loss = self.objective.differentiable_loss(self.model, self.guide, x, *args) / per
+        if self.loss is not None:  # the loss stays on the device
+            loss = self.loss(x, *args) / per
             loss.backward()
             return loss.detach()
         # RenyiELBO and TraceGraph_ELBO build their own surrogate loss and call backward
@@ -286,7 +345,8 @@ class _Training:
         if not self.pending:
             return
         steps = [step for step, _, _ in self.pending]
-        losses = torch.stack([loss for _, loss, _ in self.pending]).cpu()
+        losses = torch.stack([loss for _, loss, _ in self.pending])
+        losses = distributed.mean_over_ranks(losses, self.place).cpu()
         finite = torch.stack([ok for _, _, ok in self.pending]).cpu()
         self.pending.clear()
         for step, ok in zip(steps, finite.tolist()):
@@ -301,7 +361,8 @@ class _Training:
             self.loss_sum += kept.sum().item()
             self.loss_count += len(kept)
             self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
-            self.writer.add_scalar("train/loss", kept.mean().item(), self.step)
+            if self.writer:
+                self.writer.add_scalar("train/loss", kept.mean().item(), self.step)
 
     def test_guide(self):
         """The guide for the test images: the trained one, or per-image ones fitted anew.
@@ -315,8 +376,16 @@ class _Training:
         return self._test_guide[0]
 
     def _record(self, metrics_path: Path, lr: float) -> None:
-        """Test metrics to metrics.csv and TensorBoard, then the checkpoint."""
+        """Test metrics to metrics.csv and TensorBoard, then the checkpoint (on rank 0,
+        while the other ranks wait)."""
         self._read_losses()
+        distributed.check_in_step(self.parameters, self.place)
+        rng_ranks = distributed.gather(_rng_state(), self.place)
+        if self.place.is_main:
+            self._write_record(metrics_path, lr, rng_ranks)
+        distributed.barrier(self.place)
+
+    def _write_record(self, metrics_path: Path, lr: float, rng_ranks: list) -> None:
         test = evaluate(self.model, self.test_guide(), self.test_images)
         row = {"epoch": self.epoch, "step": self.step,
                "train_loss": self.loss_sum / self.loss_count if self.loss_count else math.nan,
@@ -329,7 +398,19 @@ class _Training:
             self.writer.add_scalar(f"epoch/{name}", row[name], self.step)
         self.writer.flush()
         self.bar.set_postfix(loss=f"{row['train_loss']:.4g}", test_elbo=f"{row['test_elbo']:.4g}")
-        save_checkpoint(self.out / CHECKPOINT_FILE, self.state())
+        save_checkpoint(self.out / CHECKPOINT_FILE, self.state(rng_ranks))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _start_metrics(path: Path, keep_until: int | None) -> None:

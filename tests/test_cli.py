@@ -196,6 +196,12 @@ def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, w
     assert_one_line_error(result, *words)
 
 
+def test_data_parallel_fit_of_an_unsupported_objective_is_a_one_line_error(tmp_path):
+    result = invoke("fit", "--dataset", "strokes", "--devices", 2, "--objective", "iwae",
+                    "--device", "cpu", "--out", tmp_path / "run")
+    assert_one_line_error(result, "iwae", "one process")
+
+
 def test_a_class_filter_that_leaves_nothing_is_a_one_line_error(few_images, tmp_path):
     result = invoke("fit", "--dataset", "strokes", "--classes", 99, "--out", tmp_path / "run",
                     "--device", "cpu")
