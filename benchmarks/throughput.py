@@ -2,10 +2,14 @@
 
 Compares, on the same batches, the level-synchronous RNP (the library's path), the
 literal depth-first Algorithm 1 sharing its parameters, and the conv VAE baseline
-of matched latent size and parameter count. Prints a markdown table to paste into
-benchmarks/RESULTS.md with the machine and date it prints first.
+of matched latent size and parameter count. Each row also gives the model FLOPs of
+one training step per image (matrix products and convolutions, forward and
+backward, counted by torch's FlopCounterMode) and, given the device's peak
+(``--peak-tflops``), the fraction of it reached. Prints a markdown table to paste
+into benchmarks/RESULTS.md with the machine and date it prints first.
 
     python benchmarks/throughput.py [--presets fashion,fashion4] [--steps 20] [--device cpu]
+        [--flags compile_programs,bf16_autocast] [--peak-tflops 0.3]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO
+from torch.utils.flop_counter import FlopCounterMode
 
 from rnp_pyro import presets
 from rnp_pyro.baselines import ConvVAE
@@ -42,21 +47,31 @@ def depth_first_model(rnp: RNP):
     return model
 
 
-def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3) -> float:
+def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3,
+                      autocast=False) -> tuple[float, float]:
+    """Training images per second, and model GFLOPs per image of one step."""
     params = [p for m in modules for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     loss_fn = Trace_ELBO().differentiable_loss
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+
+    def step(x):
+        optimizer.zero_grad()
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model, guide, x)
+        loss.backward()
+        optimizer.step()
+
     for i in range(warmup + steps):
         if i == warmup:
             sync()
             start = time.perf_counter()
-        x = images[(i * batch_size) % (len(images) - batch_size):][:batch_size]
-        optimizer.zero_grad()
-        loss_fn(model, guide, x).backward()
-        optimizer.step()
+        step(images[(i * batch_size) % (len(images) - batch_size):][:batch_size])
     sync()
-    return steps * batch_size / (time.perf_counter() - start)
+    rate = steps * batch_size / (time.perf_counter() - start)
+    with FlopCounterMode(display=False) as counter:
+        step(images[:batch_size])
+    return rate, counter.get_total_flops() / batch_size / 1e9
 
 
 @click.command()
@@ -67,14 +82,18 @@ def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3
 @click.option("--skip-depth-first", is_flag=True, help="Leave out the slow reference.")
 @click.option("--decoder-variants", is_flag=True,
               help="Also time the other patch-decoder settings on the first preset.")
-def main(names, steps, batch_size, device, skip_depth_first, decoder_variants):
+@click.option("--flags", default="", help="config flags to time switched on, one row each, "
+                                          "e.g. compile_programs,bf16_autocast")
+@click.option("--peak-tflops", type=float, help="the device's peak TFLOP/s (fp32 products)")
+def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, flags,
+         peak_tflops):
     torch.manual_seed(0)
     print(f"date: {datetime.date.today()}  machine: {platform.machine()} "
           f"{platform.processor() or ''} {torch.get_num_threads()} threads  device: {device}"
           + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
     print(f"torch {torch.__version__}  pyro {pyro.__version__}  batch {batch_size}  steps {steps}\n")
-    print("| config | levels (taus) | model | parameters | images/s |")
-    print("|---|---|---|---|---|")
+    print("| config | levels (taus) | model | parameters | images/s | GFLOP/image | % of peak |")
+    print("|---|---|---|---|---|---|---|")
     for name in names.split(","):
         cfg = presets.get(name)
         try:
@@ -87,6 +106,10 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants):
         guide = EncoderGuide(cfg).to(device)
         n_params = sum(p.numel() for p in rnp.parameters())
         runs = [("level-synchronous RNP", rnp, rnp, n_params)]
+        for flag in filter(None, flags.split(",")):
+            variant = RNP(cfg.replace(**{flag: True})).to(device)
+            variant.load_state_dict(rnp.state_dict())
+            runs.append((f"RNP, {flag}", variant, variant, n_params))
         if not skip_depth_first:
             runs.append(("depth-first reference", depth_first_model(rnp), rnp, n_params))
         if name == names.split(",")[0]:
@@ -100,9 +123,11 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants):
                              f"{'bf16' if bf16 else 'fp32'}")
                     runs.append((label, variant, variant, n_params))
         for label, model, module, count in runs:
-            rate = images_per_second(model, guide, [module, guide], images, batch_size, steps)
-            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} |",
-                  flush=True)
+            rate, gflop = images_per_second(model, guide, [module, guide], images, batch_size,
+                                            steps, autocast=label.endswith("bf16_autocast"))
+            peak = f"{100 * rate * gflop / (peak_tflops * 1e3):.1f}" if peak_tflops else "-"
+            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} | "
+                  f"{gflop:.2f} | {peak} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class RNPConfig:
     # Run that dense product in bfloat16 with float32 accumulation (only when not
     # materialising); several times faster on CPUs and GPUs with bf16 units.
     bf16_decoder: bool = True
+    # torch.compile each level's program steps (many small operations: fused, they
+    # cost far fewer kernel launches on a GPU); see benchmarks/RESULTS.md for when it pays
+    compile_programs: bool = False
 
     # --- the guide (ResNet encoder) ---
     encoder_channels: int = 32
@@ -96,6 +99,9 @@ class RNPConfig:
     refine_lr: float = 0.05  # ... with this step size, over (loc, log scale) of q(z^K | x)
 
     # --- optimisation ---
+    # Run training steps under bfloat16 autocast (matrix products and convolutions in
+    # bf16); its effect on the loss is measured in benchmarks/RESULTS.md
+    bf16_autocast: bool = False
     lr: float = 1e-4
     batch_size: int = 64
     epochs: int = 200

@@ -9,6 +9,8 @@ the tree (0 = root) holds latent level K - d; program depth d runs ``taus[d]`` s
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import pyro
 import pyro.distributions as dist
@@ -91,7 +93,7 @@ class RNP(PyroModule):
             parents = latents[-1].reshape(-1, cfg.z_dim)
             last = depth == len(cfg.taus) - 1
             state, policy = self.programs(parents, depth, leaves_next=last and patches)
-            children, moves = program.run(state, policy, tau)  # (N*n, tau, .)
+            children, moves = _program_runner(cfg.compile_programs)(state, policy, tau)
             if stochastic:
                 children = self._sample_level(children, lead, depth + 1)
             if last and patches:
@@ -197,6 +199,16 @@ class RNP(PyroModule):
         """Parse trees of n images drawn from the prior z^K ~ N(0, I)."""
         device = device or next(self.parameters()).device
         return self.decode(torch.randn(n, self.cfg.z_dim, device=device))
+
+
+def _program_runner(compiled: bool):
+    """``program.run``, or its torch.compile'd form (compiled once per process)."""
+    return _compiled_program_run() if compiled else program.run
+
+
+@functools.cache
+def _compiled_program_run():
+    return torch.compile(program.run, dynamic=True)
 
 
 def part_loss(tree: Tree, x: torch.Tensor, cfg: RNPConfig) -> torch.Tensor:

@@ -327,12 +327,15 @@ class _Training:
         x = self.train_images[indices]
         args = guide_args(self.guide, indices, len(self.train_images))
         per = loss_divisor(self.guide, len(x), len(self.train_images))
+        autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=self.cfg.bf16_autocast)
         if self.loss is not None:  # the loss stays on the device
-            loss = self.loss(x, *args) / per
+            with autocast:
+                loss = self.loss(x, *args).float() / per
             loss.backward()
             return loss.detach()
         # RenyiELBO and TraceGraph_ELBO build their own surrogate loss and call backward
-        loss = self.objective.loss_and_grads(self.model, self.guide, x, *args)
+        with autocast:
+            loss = self.objective.loss_and_grads(self.model, self.guide, x, *args)
         torch._foreach_div_([p.grad for p in self.parameters if p.grad is not None], per)
         return torch.tensor(loss / per)
 
