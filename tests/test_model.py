@@ -1,5 +1,6 @@
 """Behaviour of the RNP model: shapes, the reference equivalence, Pyro integration."""
 
+import functools
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 from pyro.infer import Predictive, Trace_ELBO
 
-from rnp_pyro import presets, spatial
+from rnp_pyro import model as model_module
+from rnp_pyro import presets, program, spatial
 from rnp_pyro.config import ConfigError, site_name, top_site
 from rnp_pyro.model import RNP, part_loss
 from rnp_pyro.reference import depth_first_canvas
@@ -231,6 +233,23 @@ def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth):
     z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
     torch.testing.assert_close(truncated.decode(z).canvas, model.decode(z, depth=depth).canvas)
     torch.testing.assert_close(truncated.decode(z).canvas, depth_first_canvas(truncated, z))
+
+
+def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch):
+    # dynamo's capture (dynamic shapes, autograd) of the real program steps; the
+    # aot_eager backend leaves out inductor's code generation, which takes a minute here
+    monkeypatch.setattr(model_module, "_compiled_program_run", functools.cache(
+        lambda: torch.compile(program.run, dynamic=True, backend="aot_eager")))
+    cfg = small()
+    plain, compiled = RNP(cfg), RNP(cfg.replace(compile_programs=True))
+    compiled.load_state_dict(plain.state_dict())
+    for batch in (5, 3):  # a second shape must not change the result either
+        z = torch.randn(batch, cfg.z_dim, requires_grad=True)
+        mine, theirs = compiled.decode(z).canvas, plain.decode(z).canvas
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(torch.autograd.grad(mine.square().sum(), z)[0],
+                                   torch.autograd.grad(theirs.square().sum(), z)[0],
+                                   atol=1e-4, rtol=1e-3)
 
 
 def test_per_level_hypernetworks_option():

@@ -261,6 +261,20 @@ def test_build_makes_the_model_the_config_names():
     assert callable(guide.encode)
 
 
+def test_bf16_autocast_keeps_the_loss_and_trains(strokes, tmp_path):
+    cfg = small(bf16_autocast=True)
+    model, guide = build(cfg)
+    x = strokes[0].images[:32]
+    losses = []
+    for autocast in (False, True):
+        pyro.set_rng_seed(0)
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            losses.append(pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x).item())
+    assert losses[1] == pytest.approx(losses[0], rel=0.02) and losses[1] != losses[0]
+    rows = metrics_rows(train(cfg, tmp_path / "run", strokes, epochs=3).path)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
 def test_the_convvae_baseline_trains_too(strokes, tmp_path):
     run = train(small(model="convvae"), tmp_path / "vae", strokes, max_steps=3)
     assert run.step == 3 and (run.path / "samples.png").exists()
