@@ -99,7 +99,7 @@ def test_an_interrupted_fit_says_how_to_resume(few_images, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rnp_pyro.cli.fit_run", interrupted)
+    monkeypatch.setattr("rnp_pyro.cli.fit_in_processes", interrupted)
     result = invoke("fit", "--dataset", "strokes", "--out", out, "--resume", "--no-progress")
     assert result.exit_code == 130
     assert f"{out / 'checkpoint.pt'}" in result.output and "--resume" in result.output
