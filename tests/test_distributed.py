@@ -86,6 +86,15 @@ def test_a_stop_inside_an_epoch_resumes_at_the_same_image_on_one_process(strokes
     assert (run.epoch, run.step) == (1, 29)
 
 
+def test_the_ladder_guide_and_the_baseline_train_data_parallel(strokes, tmp_path):
+    # every parameter must take part in every step, or DDP fails on the next one
+    for name, cfg in (("ladder", small(guide="ladder", stochastic_levels=True)),
+                      ("convvae", small(model="convvae"))):
+        run = fit_in_processes(2, cfg, tmp_path / name, max_steps=3, device="cpu",
+                               progress=False, **strokes)
+        assert run.step == 3 and run.config.guide == cfg.guide
+
+
 def test_data_parallel_errors_say_what_to_do(two_processes, strokes, tmp_path):
     with pytest.raises(ConfigError, match="one process"):
         fit_in_processes(2, small(objective="iwae"), tmp_path / "a", device="cpu")
