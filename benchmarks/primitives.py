@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 import rnp_pyro
-from rnp_pyro.run import CHECKPOINT_FILE, METRICS_FILE
+from rnp_pyro.run import CHECKPOINT_FILE, read_metrics
 
 SETS = {"line": ("line",), "line+curve": ("line", "curve")}
 MODELS = ("rnp", "convvae")
@@ -56,10 +56,7 @@ def main(out, dataset, epochs, seeds, lr, max_steps):
 
 def test_mse(run_dir: Path) -> list[float]:
     """The test MSE per pixel after each epoch of a run (its metrics.csv)."""
-    lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    header = lines[0].split(",")
-    column = header.index("test_mse")
-    return [float(line.split(",")[column]) for line in lines[1:]]
+    return [row["test_mse"] for row in read_metrics(run_dir)]
 
 
 def table(curves: dict[str, list[list[float]]]) -> str:

@@ -22,7 +22,6 @@ OUT/truncation.png (test objects and the two truncations' reconstructions).
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import platform
@@ -34,7 +33,7 @@ import torch
 import rnp_pyro
 from rnp_pyro import presets, viz
 from rnp_pyro.evaluate import run_on_test_images
-from rnp_pyro.run import CHECKPOINT_FILE, METRICS_FILE
+from rnp_pyro.run import CHECKPOINT_FILE, read_metrics
 
 SHOWN = 8  # test images in each figure
 
@@ -76,10 +75,8 @@ def train(cfg, run_dir: Path, epochs: int, max_steps: int | None) -> None:
 
 def metrics(run_dir: Path) -> list[dict]:
     """Epoch, step, test MSE per pixel and test ELBO of each row of a run's metrics.csv."""
-    with open(run_dir / METRICS_FILE, newline="") as file:
-        return [{"epoch": int(row["epoch"]), "step": int(row["step"]),
-                 "test_mse": float(row["test_mse"]), "test_elbo": float(row["test_elbo"])}
-                for row in csv.DictReader(file)]
+    return [{key: row[key] for key in ("epoch", "step", "test_mse", "test_elbo")}
+            for row in read_metrics(run_dir)]
 
 
 def table(curves: dict[str, list[dict]]) -> str:

@@ -139,17 +139,20 @@ def load_weights(module: torch.nn.Module, weights: dict, what: str, path: Path) 
                               f"config; was it written by another version of rnp-pyro?") from err
 
 
-def last_metrics(run_dir: str | Path) -> dict:
-    """The last row of ``metrics.csv`` as numbers ({} when there is none)."""
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Every row of a run's ``metrics.csv`` as numbers ([] when there is none)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
-        return {}
+        return []
     with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    if not rows:
-        return {}
-    return {key: int(value) if key in _COUNT_COLUMNS else float(value)
-            for key, value in rows[-1].items()}
+        return [{key: int(value) if key in _COUNT_COLUMNS else float(value)
+                 for key, value in row.items()} for row in csv.DictReader(file)]
+
+
+def last_metrics(run_dir: str | Path) -> dict:
+    """The last row of ``metrics.csv`` as numbers ({} when there is none)."""
+    rows = read_metrics(run_dir)
+    return rows[-1] if rows else {}
 
 
 # ---------------------------------------------------------------------------- loading
