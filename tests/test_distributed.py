@@ -5,20 +5,19 @@ import csv
 import pytest
 import torch
 
-from rnp_pyro import data, presets
+from images import TINY_SIZE, tiny_strokes
+from rnp_pyro import data
 from rnp_pyro.config import ConfigError
 from rnp_pyro.distributed import DataParallelError, Place, epoch_batches
 from rnp_pyro.run import CHECKPOINT_FILE, METRICS_FILE, CheckpointError
 from rnp_pyro.train import fit, fit_in_processes
 
-SIZE = 16
+SIZE = TINY_SIZE
 
 
 def small(**overrides):
-    base = dict(image_size=SIZE, z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
-                patch_hidden=12, encoder_channels=8, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,), batch_size=16)
-    return presets.get("strokes", **{**base, **overrides})
+    """tiny_strokes with 16 images per process and step."""
+    return tiny_strokes(**{"batch_size": 16, **overrides})
 
 
 @pytest.fixture(scope="module")

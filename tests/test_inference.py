@@ -7,6 +7,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data, guides, presets
 from rnp_pyro.config import ConfigError, top_site
 from rnp_pyro.evaluate import evaluate, guide_for
@@ -17,15 +18,12 @@ from rnp_pyro.plates import data_plate
 from rnp_pyro.run import build, load_run
 from rnp_pyro.train import _init_from, fit
 
-SIZE = 16
+SIZE = TINY_SIZE
 
 
 def small(**overrides):
-    """The strokes preset at 16 px with narrow networks: a step takes milliseconds."""
-    base = dict(image_size=SIZE, z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
-                patch_hidden=12, encoder_channels=8, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,), batch_size=32, refine_steps=5)
-    return presets.get("strokes", **{**base, **overrides})
+    """tiny_strokes with quick refinement."""
+    return tiny_strokes(**{"refine_steps": 5, **overrides})
 
 
 @pytest.fixture(scope="module")

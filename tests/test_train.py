@@ -8,21 +8,17 @@ import pyro
 import pytest
 import torch
 
-from rnp_pyro import data, presets
+from images import TINY_SIZE, tiny_strokes
+from rnp_pyro import data
 from rnp_pyro.config import ConfigError, RNPConfig
 from rnp_pyro.evaluate import evaluate
 from rnp_pyro.run import CheckpointError, load_run, resolve_device
 from rnp_pyro.train import build, fit
 
-SIZE = 16
+SIZE = TINY_SIZE
 
 
-def small(**overrides) -> RNPConfig:
-    """The strokes preset at 16 px with narrow networks: a step takes milliseconds."""
-    base = dict(image_size=SIZE, z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
-                patch_hidden=12, encoder_channels=8, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,), batch_size=32)
-    return presets.get("strokes", **{**base, **overrides})
+small = tiny_strokes
 
 
 @pytest.fixture(scope="module")
