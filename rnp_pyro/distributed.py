@@ -51,10 +51,15 @@ class Place:
         return self.world_size > 1
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started this one among (1 when it did not)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def join(device: torch.device) -> tuple[Place, torch.device]:
     """This process's place, joining the process group when torchrun started several;
     and its device (one GPU per process on CUDA). A single process gets Place()."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size == 1:
         return Place(), device
     place = Place(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))

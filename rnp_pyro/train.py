@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -117,7 +116,7 @@ def fit_in_processes(processes: int, cfg: RNPConfig, out: str | Path, **options)
     """
     if processes == 1:
         return fit(cfg, out, **options)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.launched_world_size() > 1:
         raise ConfigError("this process is one of several torchrun started; torchrun's "
                           "--nproc-per-node sets the number of processes, so leave out --devices")
     distributed.check_config(cfg)
