@@ -124,7 +124,7 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
                     runs.append((label, variant, variant, n_params))
         for label, model, module, count in runs:
             rate, gflop = images_per_second(model, guide, [module, guide], images, batch_size,
-                                            steps, autocast=label.endswith("bf16_autocast"))
+                                            steps, autocast=module.cfg.bf16_autocast)
             peak = f"{100 * rate * gflop / (peak_tflops * 1e3):.1f}" if peak_tflops else "-"
             print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} | "
                   f"{gflop:.2f} | {peak} |", flush=True)
