@@ -1,7 +1,5 @@
 """Data-parallel training: two gloo processes on the CPU against one with the doubled batch."""
 
-import csv
-
 import pytest
 import torch
 
@@ -9,7 +7,7 @@ from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data
 from rnp_pyro.config import ConfigError
 from rnp_pyro.distributed import DataParallelError, Place, epoch_batches
-from rnp_pyro.run import CHECKPOINT_FILE, METRICS_FILE, CheckpointError
+from rnp_pyro.run import CHECKPOINT_FILE, CheckpointError, read_metrics
 from rnp_pyro.train import fit, fit_in_processes
 
 SIZE = TINY_SIZE
@@ -24,11 +22,6 @@ def small(**overrides):
 def strokes():
     return dict(train_set=data.load_images("strokes", image_size=SIZE, limit=512),
                 test_set=data.load_images("strokes", train=False, image_size=SIZE, limit=128))
-
-
-def rows(run_dir):
-    with open(run_dir / METRICS_FILE, newline="") as file:
-        return list(csv.DictReader(file))
 
 
 @pytest.mark.parametrize("count, batch", [(256, 16), (250, 16), (7, 2)])
@@ -56,30 +49,31 @@ def two_processes(strokes, tmp_path_factory):
 def test_two_processes_learn_like_one_with_the_doubled_batch(two_processes, strokes, tmp_path):
     one = fit(small(batch_size=32), tmp_path / "one", epochs=2, device="cpu", progress=False,
               **strokes)
-    two, alone = rows(two_processes), rows(one.path)
+    two, alone = read_metrics(two_processes), read_metrics(one.path)
     assert [(r["epoch"], r["step"]) for r in two] == [(r["epoch"], r["step"]) for r in alone] == [
-        ("1", "16"), ("2", "32")]
+        (1, 16), (2, 32)]
     # the same images in every step; only the draws of z differ (and, over more epochs,
     # training amplifies that as much as a change of seed would)
     for mine, theirs in zip(two, alone):
-        assert float(mine["train_loss"]) == pytest.approx(float(theirs["train_loss"]), rel=0.03)
-        assert float(mine["test_elbo"]) == pytest.approx(float(theirs["test_elbo"]), rel=0.05)
-    assert float(two[-1]["train_loss"]) < float(two[0]["train_loss"])  # and it learns
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.03)
+        assert mine["test_elbo"] == pytest.approx(theirs["test_elbo"], rel=0.05)
+    assert two[-1]["train_loss"] < two[0]["train_loss"]  # and it learns
 
 
 def test_a_data_parallel_run_resumes_on_two_processes_or_one(two_processes, strokes, tmp_path):
     run = fit_in_processes(2, small(), two_processes, epochs=3, device="cpu", progress=False,
                            resume=True, **strokes)
-    assert (run.epoch, run.step) == (3, 48) and len(rows(two_processes)) == 3
+    assert (run.epoch, run.step) == (3, 48) and len(read_metrics(two_processes)) == 3
     alone = fit(small(), two_processes, epochs=4, device="cpu", progress=False, resume=True,
                 **strokes)  # 32 steps of 16 images per epoch in one process
-    assert (alone.epoch, alone.step) == (4, 80) and len(rows(two_processes)) == 4
+    assert (alone.epoch, alone.step) == (4, 80) and len(read_metrics(two_processes)) == 4
 
 
 def test_a_stop_inside_an_epoch_resumes_at_the_same_image_on_one_process(strokes, tmp_path):
     out = tmp_path / "run"
     fit_in_processes(2, small(), out, max_steps=3, device="cpu", progress=False, **strokes)
-    assert (rows(out)[-1]["epoch"], rows(out)[-1]["step"]) == ("0", "3")
+    last = read_metrics(out)[-1]
+    assert (last["epoch"], last["step"]) == (0, 3)
     # 3 steps of 2 x 16 images are 6 steps of 16: the epoch's other 26 remain
     run = fit(small(), out, epochs=1, device="cpu", progress=False, resume=True, **strokes)
     assert (run.epoch, run.step) == (1, 29)
