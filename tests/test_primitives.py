@@ -4,17 +4,17 @@ the conv VAE that stamps them."""
 import pytest
 import torch
 
-from rnp_pyro import ConvVAE, RNP, presets
+from images import tiny_strokes
+from rnp_pyro import ConvVAE, RNP
 from rnp_pyro.config import ConfigError
 from rnp_pyro.primitives import PrimitiveStamp, primitive_images
 from rnp_pyro.reference import depth_first_canvas
 
 
 def small(**overrides):
-    base = dict(z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8), patch_hidden=12,
-                image_size=16, patch_size=6, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,), bf16_decoder=False, primitives=("line", "curve"))
-    return presets.get("strokes", **{**base, **overrides})
+    """tiny_strokes whose 6-pixel leaf patches combine a line and a curve."""
+    base = dict(patch_size=6, bf16_decoder=False, primitives=("line", "curve"))
+    return tiny_strokes(**{**base, **overrides})
 
 
 def test_primitives_are_strokes_with_their_symmetries():
@@ -55,7 +55,7 @@ def test_the_stamp_draws_each_primitive_where_its_coefficient_is():
 
 
 def test_the_conv_vae_learns_only_the_coefficients():
-    cfg = small(model="convvae", image_size=16)
+    cfg = small(model="convvae")
     vae = ConvVAE(cfg)
     assert not any(name.endswith("weight") and p.shape[-2:] == (6, 6)
                    for name, p in vae.named_parameters())
