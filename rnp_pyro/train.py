@@ -76,7 +76,7 @@ def fit(cfg: RNPConfig, out: str | Path, *, epochs: int | None = None,
     if state is None and cfg.init_from:
         _init_from(model, guide, cfg.init_from, cfg.truncate)
     if place.parallel:  # the same weights everywhere, but each rank its own draws
-        pyro.set_rng_seed(_stream_seed(seed, place.rank))
+        pyro.set_rng_seed(stream_seed(seed, place.rank))
     training = _Training(cfg, model.to(device), guide.to(device), train_images, test_images,
                          out, seed, place)
     if state is not None:
@@ -258,7 +258,7 @@ class _Training:
         else:
             # the images of this epoch already seen, in whole steps of the new world
             self.epoch_step = math.ceil(self.epoch_step * saved_world / self.place.world_size)
-            pyro.set_rng_seed(_stream_seed(self.seed, self.step * 1_009 + self.place.rank))
+            pyro.set_rng_seed(stream_seed(self.seed, self.step * 1_009 + self.place.rank))
         self.resumed = True
 
     # ------------------------------------------------------------------ the loop
@@ -299,7 +299,7 @@ class _Training:
     def _batches_left(self, max_steps):
         """The current epoch's batches not yet taken, no more than ``max_steps`` allows."""
         batches = distributed.epoch_batches(len(self.train_images), self.cfg.batch_size,
-                                            _stream_seed(self.seed), self.epoch, self.place)
+                                            stream_seed(self.seed), self.epoch, self.place)
         room = min(self.steps_per_epoch, max_steps - self.step)
         return (indices.to(self.train_images.device)
                 for indices in batches[self.epoch_step:self.epoch_step + room])
@@ -403,7 +403,7 @@ class _Training:
         save_checkpoint(self.out / CHECKPOINT_FILE, self.state(rng_ranks))
 
 
-def _stream_seed(seed: int, offset: int = 0) -> int:
+def stream_seed(seed: int, offset: int = 0) -> int:
     """The seed of one of a run's random streams (an epoch's order, a rank's draws):
     run seeds lie 1,000,003 apart, so the small offsets of nearby runs do not meet."""
     return seed * 1_000_003 + offset
