@@ -52,7 +52,7 @@ def policy_layout(cfg: RNPConfig) -> dict[str, tuple[int, ...]]:
 class HyperNetwork(nn.Module):
     """LayerNorm(z) -> [Linear -> LayerNorm -> ELU] x layers -> one bias-free output.
 
-    The output is sliced into the named tensors of ``layout``, as in the authors' code.
+    The output is split into the named tensors of ``layout``, as in the authors' code.
     """
 
     def __init__(self, z_dim: int, width: int, layers: int, layout: dict[str, tuple[int, ...]],
@@ -91,12 +91,18 @@ class HyperNetwork(nn.Module):
         The trunk's output is returned too, as ``"context"``, for :meth:`apply`.
         """
         hidden = self.trunk(z)
-        end = self.slices[upto].start if upto else self.out.out_features
-        flat = F.linear(hidden, self.out.weight[:end] * self.row_gains[:end, None])
-        weights = {
-            name: flat[..., part].view(*z.shape[:-1], *self.layout[name])
-            for name, part in self.slices.items() if part.stop <= end
-        }
+        names = list(self.layout)
+        names = names[:names.index(upto)] if upto else names
+        end = self.slices[names[-1]].stop
+        # one split, not a slice per name: each slice's backward would fill a gradient
+        # as large as the whole output
+        weight = self.out.weight * self.row_gains[:, None]
+        if end < self.out.out_features:
+            weight = weight.split([end, self.out.out_features - end])[0]
+        parts = F.linear(hidden, weight).split([self.slices[n].stop - self.slices[n].start
+                                                for n in names], -1)
+        weights = {name: part.view(*z.shape[:-1], *self.layout[name])
+                   for name, part in zip(names, parts)}
         weights["context"] = hidden
         return weights
 

@@ -25,13 +25,14 @@ def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
     last = depth == len(cfg.taus) - 1
     state, policy = model.programs(z, depth, leaves_next=last)
     canvas = z.new_zeros(z.shape[0], *cfg.image_shape)
-    child, action, h_state, h_policy = program.initial_state(state, policy)
+    programs = program.Programs(state, policy)
+    child, action, hidden = programs.first  # (B, 1, .): one step at a time
     for _ in range(cfg.taus[depth]):
-        child, action, h_state, h_policy = program.step(state, policy, child, action, h_state, h_policy)
+        child, action, hidden = programs.step(child, action, hidden)
         if last:
-            drawn = model.patches(state, child.unsqueeze(1), depth)[:, 0]
+            drawn = model.patches(state, child, depth)[:, 0]
         else:
-            drawn = _node(model, child, depth + 1)
-        canvas = canvas + spatial.place(drawn, action, cfg.scale_offset, cfg.rotation_range,
-                                        size=cfg.image_size)
+            drawn = _node(model, child[:, 0], depth + 1)
+        canvas = canvas + spatial.place(drawn, action[:, 0], cfg.scale_offset,
+                                        cfg.rotation_range, size=cfg.image_size)
     return canvas
