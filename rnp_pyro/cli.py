@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import presets
-from .config import FREEZABLE, GUIDES, OBJECTIVES, PRIMITIVES, ConfigError
+from .config import FREEZABLE, GUIDES, OBJECTIVES, PERFORMANCE_FIELDS, PRIMITIVES, ConfigError
 from .data import DataError
 from .distributed import DataParallelError
 from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
@@ -97,6 +97,9 @@ def main():
                                    f"last layer's filters for the conv VAE)")
 @click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
 @click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
+@click.option("--speed", help=f"performance switches, comma-separated NAME=on|off from "
+                              f"{', '.join(PERFORMANCE_FIELDS)}; they change how, not what, "
+                              f"a run computes, so a resumed run may change them")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
@@ -112,8 +115,8 @@ def main():
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
         stochastic_levels, objective,
-        num_particles, init_from, truncate, freeze, primitives, classes, exclude_classes, seed,
-        device, devices, out, resume, data_dir, no_progress):
+        num_particles, init_from, truncate, freeze, primitives, classes, exclude_classes, speed,
+        seed, device, devices, out, resume, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -136,6 +139,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                       classes=_labels(classes, "--classes"),
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}
+    overrides.update(_switches(speed))
     if truncate:
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
@@ -233,6 +237,18 @@ def _names(value: str | None, known: tuple[str, ...], option: str) -> tuple[str,
     if unknown:
         raise ConfigError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
+
+
+def _switches(value: str | None) -> dict[str, bool]:
+    """``--speed``: NAME=on|off pairs of PERFORMANCE_FIELDS."""
+    switches = {}
+    for pair in filter(None, (part.strip() for part in (value or "").split(","))):
+        name, _, state = pair.partition("=")
+        if name not in PERFORMANCE_FIELDS or state not in ("on", "off"):
+            raise ConfigError(f"--speed: {pair!r} is not NAME=on or NAME=off with NAME one of "
+                              f"{', '.join(PERFORMANCE_FIELDS)}")
+        switches[name] = state == "on"
+    return switches
 
 
 def _labels(value: str | None, option: str) -> tuple[int, ...] | None:

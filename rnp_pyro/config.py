@@ -23,6 +23,10 @@ OBJECTIVES = ("elbo", "meanfield", "iwae", "tracegraph")
 FREEZABLE = ("hyper_state", "hyper_policy", "encoder", "likelihood")
 PRIMITIVES = ("line", "curve")  # fixed strokes leaves may be limited to (primitives.py)
 CONFIG_FILE = "config.json"  # a run folder's config
+# How a model is computed, not what it is: a run may resume, or be loaded, with any
+# of these switched (see benchmarks/RESULTS.md for what each costs and saves).
+PERFORMANCE_FIELDS = ("materialize_weights", "bf16_decoder", "compile_programs",
+                      "bf16_autocast", "cuda_graphs")
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,9 @@ class RNPConfig:
     # Run training steps under bfloat16 autocast (matrix products and convolutions in
     # bf16); its effect on the loss is measured in benchmarks/RESULTS.md
     bf16_autocast: bool = False
+    # On CUDA, capture the training step as a CUDA graph and replay it (rnp_pyro.step):
+    # one launch per step instead of one per operator. Off until measured on a GPU.
+    cuda_graphs: bool = False
     lr: float = 1e-4
     batch_size: int = 64
     epochs: int = 200

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .baselines import ConvVAE
-from .config import CONFIG_FILE, ConfigError, RNPConfig
+from .config import CONFIG_FILE, PERFORMANCE_FIELDS, ConfigError, RNPConfig
 from . import guides
 from .model import RNP
 
@@ -125,9 +125,11 @@ def checkpoint_config(state: dict, path: str | Path) -> RNPConfig:
 
 
 def config_changes(saved: RNPConfig, asked: RNPConfig) -> list[str]:
-    """``field (saved vs asked)`` for each field in which two configs differ."""
+    """``field (saved vs asked)`` for each field in which two configs differ, leaving out
+    the performance switches (PERFORMANCE_FIELDS): they are not part of a run's identity."""
     return [f"{f.name} ({getattr(saved, f.name)!r} vs {getattr(asked, f.name)!r})"
-            for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(asked, f.name)]
+            for f in dataclasses.fields(saved)
+            if f.name not in PERFORMANCE_FIELDS and getattr(saved, f.name) != getattr(asked, f.name)]
 
 
 def load_weights(module: torch.nn.Module, weights: dict, what: str, path: Path) -> None:

@@ -19,19 +19,16 @@ from pathlib import Path
 import pyro
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
-from torch.nn.parallel import DistributedDataParallel
-from torch.nn.utils import clip_grad_norm_
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from . import data, distributed, viz
 from .config import ConfigError, RNPConfig
 from .evaluate import evaluate, guide_for
-from .infer.fitting import guide_args, loss_divisor
-from .infer.objectives import make_objective
 from .run import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_COLUMNS, METRICS_FILE, CheckpointError,
                   Run, build, checkpoint_config, config_changes, last_metrics, library_version,
                   load_run, load_weights, read_checkpoint, resolve_device, save_checkpoint)
+from .step import TrainStep
 
 __all__ = ["build", "fit"]
 
@@ -193,21 +190,14 @@ class _Training:
         self.cfg, self.model, self.guide = cfg, model, guide
         self.train_images, self.test_images = train_images, test_images
         self.out, self.seed, self.place = out, seed, place
-        self.objective = make_objective(cfg.objective, cfg.num_particles)
         self.frozen = _frozen_parts(cfg, model, guide)
         for part in self.frozen:
             part.requires_grad_(False)
         self.parameters = [p for module in (model, guide) for p in module.parameters()
                            if p.requires_grad]
-        # the loss as a module (Pyro's ELBOModule): DDP averages its gradients over ranks
-        self.loss = None
-        if hasattr(self.objective, "differentiable_loss"):
-            self.loss = self.objective(model, guide)
-            if place.parallel:
-                self.loss = DistributedDataParallel(self.loss)
-        # fused: it can skip a step on the device (see _step)
-        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr,
-                                          weight_decay=cfg.weight_decay, fused=True)
+        self.take_step = TrainStep(cfg, model, guide, self.parameters, len(train_images), place,
+                                   cuda_graphs=cfg.cuda_graphs)
+        self.optimizer = self.take_step.optimizer
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         per_rank = math.ceil(len(train_images) / place.world_size)
@@ -285,7 +275,7 @@ class _Training:
                     self.bar.update()
                     if self.step % LOSS_READ_EVERY == 0:
                         self._read_losses()
-                lr = self.optimizer.param_groups[0]["lr"]
+                lr = float(self.optimizer.param_groups[0]["lr"])
                 if self.epoch_step >= self.steps_per_epoch:
                     self.epoch, self.epoch_step = self.epoch + 1, 0
                     self.scheduler.step()
@@ -305,38 +295,10 @@ class _Training:
                 for indices in batches[self.epoch_step:self.epoch_step + room])
 
     def _step(self, indices: torch.Tensor) -> None:
-        loss = self._backward(indices)
-        grad_norm = clip_grad_norm_(self.parameters, self.cfg.grad_clip or math.inf)
-        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-        # A non-finite step must not reach the weights or Adam's moments. Fused Adam skips
-        # its whole update on the device when `found_inf` is 1 (the protocol that
-        # torch.amp.GradScaler uses), so the check adds no wait for the device; every
-        # rank skips when one does.
-        found_inf = distributed.any_rank((~finite).float(), self.place)
-        finite = found_inf == 0
-        self.optimizer.found_inf = found_inf
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        loss, finite = self.take_step(self.train_images[indices], indices)
         self.step += 1
         self.epoch_step += 1
-        self.pending.append((self.step, loss.detach(), finite))
-
-    def _backward(self, indices: torch.Tensor) -> torch.Tensor:
-        """The batch's loss in nats per image (a tensor), its gradient accumulated."""
-        x = self.train_images[indices]
-        args = guide_args(self.guide, indices, len(self.train_images))
-        per = loss_divisor(self.guide, len(x), len(self.train_images))
-        autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=self.cfg.bf16_autocast)
-        if self.loss is not None:  # the loss stays on the device
-            with autocast:
-                loss = self.loss(x, *args).float() / per
-            loss.backward()
-            return loss.detach()
-        # RenyiELBO and TraceGraph_ELBO build their own surrogate loss and call backward
-        with autocast:
-            loss = self.objective.loss_and_grads(self.model, self.guide, x, *args)
-        torch._foreach_div_([p.grad for p in self.parameters if p.grad is not None], per)
-        return torch.tensor(loss / per)
+        self.pending.append((self.step, loss, finite))
 
     def _read_losses(self) -> None:
         """Bring the pending losses to the host in one transfer; report skipped steps.

@@ -190,6 +190,8 @@ def test_truncate_trains_a_new_encoder_for_a_scene_models_subtree(few_images, tm
     ("--classes", "1,two", ["--classes", "two"]),
     ("--primitives", "line,dot", ["--primitives", "dot", "curve"]),
     ("--guide", "ladder", ["stochastic_levels"]),
+    ("--speed", "cuda_graphs=yes", ["--speed", "cuda_graphs=yes", "NAME=on", "bf16_autocast"]),
+    ("--speed", "lr=on", ["--speed", "'lr=on'"]),
 ])
 def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, words, tmp_path):
     result = invoke("fit", "--dataset", "strokes", option, value, "--out", tmp_path / "run")

@@ -12,6 +12,7 @@ from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data
 from rnp_pyro.config import ConfigError, RNPConfig
 from rnp_pyro.evaluate import evaluate
+from rnp_pyro.infer import objectives
 from rnp_pyro.run import CheckpointError, load_run, resolve_device
 from rnp_pyro.train import build, fit
 
@@ -121,6 +122,14 @@ def test_resume_refuses_other_settings(run20, strokes, change, named):
         train(small(**change), run20.path, strokes, max_steps=30, resume=True)
 
 
+def test_a_run_resumes_with_its_performance_switches_changed(run20, strokes, tmp_path):
+    out = copy_run(run20, tmp_path)
+    switched = small(bf16_decoder=False, materialize_weights=True, cuda_graphs=True)
+    resumed = train(switched, out, strokes, max_steps=22, resume=True)
+    assert resumed.step == 22 and not resumed.config.bf16_decoder
+    assert load_run(out).config.materialize_weights  # and the run loads as it now is
+
+
 def test_resume_refuses_another_seed(run20, strokes):
     with pytest.raises(CheckpointError, match=r"seed \(0 vs 1\)"):
         train(small(), run20.path, strokes, max_steps=30, resume=True, seed=1)
@@ -141,7 +150,7 @@ def test_resume_needs_a_checkpoint(strokes, tmp_path):
 # ---------------------------------------------------------------------------- bad steps
 def poison_call(monkeypatch, call: int, where: str):
     """Make the ELBO's ``call``-th evaluation non-finite: in the loss, or only in its gradient."""
-    elbo = pyro.infer.Trace_ELBO
+    elbo = objectives.Trace_ELBO
     clean = elbo.differentiable_loss
     calls = []
 
