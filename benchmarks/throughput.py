@@ -1,11 +1,17 @@
-"""Training throughput: images/s of full SVI steps (model + encoder guide + Adam).
+"""Training throughput: images/s of the library's training step (rnp_pyro.step:
+model + encoder guide + Adam, as ``fit`` takes it).
 
 Compares, on the same batches, the level-synchronous RNP (the library's path), the
 literal depth-first Algorithm 1 sharing its parameters, and the conv VAE baseline
 of matched latent size and parameter count. Each row also gives the model FLOPs of
 one training step per image (matrix products and convolutions, forward and
 backward, counted by torch's FlopCounterMode) and, given the device's peak
-(``--peak-tflops``), the fraction of it reached. Prints a markdown table to paste
+(``--peak-tflops``), the fraction of it reached, and what one step dispatches after
+the first: its aten operators (forward, backward and optimizer; on a GPU each that
+is not a view is at least one kernel launch, and ``views`` are those that only
+re-describe memory) and its host reads (``_local_scalar_dense``: a value copied back
+to the host, a wait for the device). ``--cuda-graphs`` times the captured step on
+CUDA. Prints a markdown table to paste
 into benchmarks/RESULTS.md with the machine and date it prints first.
 
     python benchmarks/throughput.py [--presets fashion,fashion4] [--steps 20] [--device cpu]
@@ -22,7 +28,7 @@ import click
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import Trace_ELBO
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from rnp_pyro import presets
@@ -32,6 +38,7 @@ from rnp_pyro.data import DataError, load_images
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.model import RNP
 from rnp_pyro.reference import depth_first_canvas
+from rnp_pyro.step import TrainStep
 
 
 def depth_first_model(rnp: RNP):
@@ -47,31 +54,44 @@ def depth_first_model(rnp: RNP):
     return model
 
 
-def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3,
-                      autocast=False) -> tuple[float, float]:
-    """Training images per second, and model GFLOPs per image of one step."""
-    params = [p for m in modules for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    loss_fn = Trace_ELBO().differentiable_loss
-    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+class OperatorCount(TorchDispatchMode):
+    """Counts the aten operators dispatched: all, views, and host reads."""
 
-    def step(x):
-        optimizer.zero_grad()
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=autocast):
-            loss = loss_fn(model, guide, x)
-        loss.backward()
-        optimizer.step()
+    def __init__(self):
+        super().__init__()
+        self.operators = self.views = self.host_reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operators += 1
+        self.views += func.is_view
+        self.host_reads += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
+
+
+def measure(cfg, model, guide, modules, images, batch_size, steps, warmup=5,
+            cuda_graphs=False) -> dict:
+    """Training images/s, model GFLOPs per image of one step, and one step's operators."""
+    params = [p for m in modules for p in m.parameters()]
+    step = TrainStep(cfg, model, guide, params, dataset_size=len(images), cuda_graphs=cuda_graphs)
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    indices = torch.arange(batch_size, device=images.device)
+
+    def batch(i):
+        return images[(i * batch_size) % (len(images) - batch_size):][:batch_size]
 
     for i in range(warmup + steps):
         if i == warmup:
             sync()
             start = time.perf_counter()
-        step(images[(i * batch_size) % (len(images) - batch_size):][:batch_size])
+        step(batch(i), indices)
     sync()
     rate = steps * batch_size / (time.perf_counter() - start)
+    with OperatorCount() as count:
+        step(batch(0), indices)  # a captured step dispatches none: it is replayed
     with FlopCounterMode(display=False) as counter:
-        step(images[:batch_size])
-    return rate, counter.get_total_flops() / batch_size / 1e9
+        step._eager(batch(0), indices)
+    return dict(rate=rate, gflop=counter.get_total_flops() / batch_size / 1e9,
+                operators=count.operators, views=count.views, host_reads=count.host_reads)
 
 
 @click.command()
@@ -85,15 +105,17 @@ def images_per_second(model, guide, modules, images, batch_size, steps, warmup=3
 @click.option("--flags", default="", help="config flags to time switched on, one row each, "
                                           "e.g. compile_programs,bf16_autocast")
 @click.option("--peak-tflops", type=float, help="the device's peak TFLOP/s (fp32 products)")
+@click.option("--cuda-graphs", is_flag=True, help="also time each RNP step captured (CUDA)")
 def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, flags,
-         peak_tflops):
+         peak_tflops, cuda_graphs):
     torch.manual_seed(0)
     print(f"date: {datetime.date.today()}  machine: {platform.machine()} "
           f"{platform.processor() or ''} {torch.get_num_threads()} threads  device: {device}"
           + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
     print(f"torch {torch.__version__}  pyro {pyro.__version__}  batch {batch_size}  steps {steps}\n")
-    print("| config | levels (taus) | model | parameters | images/s | GFLOP/image | % of peak |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | levels (taus) | model | parameters | images/s | GFLOP/image | % of peak "
+          "| operators/step (views) | host reads/step |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names.split(","):
         cfg = presets.get(name)
         try:
@@ -106,6 +128,8 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
         guide = EncoderGuide(cfg).to(device)
         n_params = sum(p.numel() for p in rnp.parameters())
         runs = [("level-synchronous RNP", rnp, rnp, n_params)]
+        if cuda_graphs and device == "cuda":
+            runs.append(("RNP, CUDA graph", rnp, rnp, n_params))
         for flag in filter(None, flags.split(",")):
             variant = RNP(cfg.replace(**{flag: True})).to(device)
             variant.load_state_dict(rnp.state_dict())
@@ -123,11 +147,13 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
                              f"{'bf16' if bf16 else 'fp32'}")
                     runs.append((label, variant, variant, n_params))
         for label, model, module, count in runs:
-            rate, gflop = images_per_second(model, guide, [module, guide], images, batch_size,
-                                            steps, autocast=module.cfg.bf16_autocast)
-            peak = f"{100 * rate * gflop / (peak_tflops * 1e3):.1f}" if peak_tflops else "-"
-            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {rate:.0f} | "
-                  f"{gflop:.2f} | {peak} |", flush=True)
+            got = measure(module.cfg, model, guide, [module, guide], images, batch_size, steps,
+                          cuda_graphs=label.endswith("CUDA graph"))
+            peak = (f"{100 * got['rate'] * got['gflop'] / (peak_tflops * 1e3):.1f}"
+                    if peak_tflops else "-")
+            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {got['rate']:.0f} "
+                  f"| {got['gflop']:.2f} | {peak} | {got['operators']} ({got['views']}) "
+                  f"| {got['host_reads']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+"""Pretrained models shipped with the package."""
+
+import pytest
+
+import rnp_pyro
+from images import TINY_SIZE, tiny_strokes
+from rnp_pyro import data, hub
+from rnp_pyro.config import ConfigError
+from rnp_pyro.evaluate import evaluate
+from rnp_pyro.evaluate import test_images as first_test_images
+
+
+def test_an_exported_run_loads_offline_with_its_config_and_test_mse(tmp_path):
+    train = data.load_images("strokes", image_size=TINY_SIZE, limit=128)
+    test = data.load_images("strokes", train=False, image_size=TINY_SIZE, limit=64)
+    run = rnp_pyro.fit(tiny_strokes(), tmp_path / "run", max_steps=4, progress=False,
+                       train_set=train, test_set=test)
+    path = hub.export(run.path, "tiny", folder=tmp_path / "weights")
+    assert hub.names(tmp_path / "weights") == ["tiny"]
+    shipped = hub.pretrained("tiny", folder=tmp_path / "weights")
+    assert shipped.config == run.config and shipped.step == 4
+    assert not shipped.model.training and path.stat().st_size < 0.6 * _full_size(run)
+    images = first_test_images(run.config, limit=hub.CHECK_IMAGES)
+    mse = evaluate(shipped.model, shipped.guide, images)["mse_per_pixel"]
+    assert f"{mse:.3g}" == f"{shipped.metrics['check_mse']:.3g}"
+    with pytest.raises(ConfigError, match="no pretrained model 'nope'.*tiny"):
+        hub.pretrained("nope", folder=tmp_path / "weights")
+
+
+def _full_size(run):
+    return 4 * sum(t.numel() for m in (run.model, run.guide) for t in m.state_dict().values())
