@@ -127,28 +127,33 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
         rnp = RNP(cfg).to(device)
         guide = EncoderGuide(cfg).to(device)
         n_params = sum(p.numel() for p in rnp.parameters())
-        runs = [("level-synchronous RNP", rnp, rnp, n_params)]
+
+        def variant(**changes):
+            """The RNP and guide with the same weights under other switches."""
+            other = RNP(cfg.replace(**changes)).to(device)
+            other.load_state_dict(rnp.state_dict())
+            other_guide = EncoderGuide(other.cfg).to(device)
+            other_guide.load_state_dict(guide.state_dict())
+            return other, other, other_guide, n_params
+
+        runs = {"level-synchronous RNP": (rnp, rnp, guide, n_params)}
         if cuda_graphs and device == "cuda":
-            runs.append(("RNP, CUDA graph", rnp, rnp, n_params))
+            runs["RNP, CUDA graph"] = (rnp, rnp, guide, n_params)
         for flag in filter(None, flags.split(",")):
-            variant = RNP(cfg.replace(**{flag: True})).to(device)
-            variant.load_state_dict(rnp.state_dict())
-            runs.append((f"RNP, {flag}", variant, variant, n_params))
+            runs[f"RNP, {flag}"] = variant(**{flag: True})
         if not skip_depth_first:
-            runs.append(("depth-first reference", depth_first_model(rnp), rnp, n_params))
+            runs["depth-first reference"] = (depth_first_model(rnp), rnp, guide, n_params)
         if name == names.split(",")[0]:
             vae = ConvVAE(cfg.replace(model="convvae"), target_params=n_params).to(device)
-            runs.append(("conv VAE baseline", vae, vae, sum(p.numel() for p in vae.parameters())))
+            runs["conv VAE baseline"] = (vae, vae, guide, sum(p.numel() for p in vae.parameters()))
             if decoder_variants:
-                for materialize, bf16 in ((False, False), (True, False)):
-                    variant = RNP(cfg.replace(materialize_weights=materialize,
-                                              bf16_decoder=bf16)).to(device)
+                for materialize, bf16 in ((False, True), (False, False), (True, False)):
                     label = (f"RNP, decoder {'materialised' if materialize else 'factored'}, "
                              f"{'bf16' if bf16 else 'fp32'}")
-                    runs.append((label, variant, variant, n_params))
-        for label, model, module, count in runs:
-            got = measure(module.cfg, model, guide, [module, guide], images, batch_size, steps,
-                          cuda_graphs=label.endswith("CUDA graph"))
+                    runs[label] = variant(materialize_weights=materialize, bf16_decoder=bf16)
+        for label, (model, module, its_guide, count) in runs.items():
+            got = measure(module.cfg, model, its_guide, [module, its_guide], images, batch_size,
+                          steps, cuda_graphs=label.endswith("CUDA graph"))
             peak = (f"{100 * got['rate'] * got['gflop'] / (peak_tflops * 1e3):.1f}"
                     if peak_tflops else "-")
             print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {got['rate']:.0f} "

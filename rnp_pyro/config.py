@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"  # a run folder's config
 # How a model is computed, not what it is: a run may resume, or be loaded, with any
 # of these switched (see benchmarks/RESULTS.md for what each costs and saves).
 PERFORMANCE_FIELDS = ("materialize_weights", "bf16_decoder", "compile_programs",
-                      "bf16_autocast", "cuda_graphs")
+                      "bf16_encoder", "bf16_autocast", "cuda_graphs")
 
 
 class ConfigError(ValueError):
@@ -80,6 +80,9 @@ class RNPConfig:
     compile_programs: bool = False
 
     # --- the guide (ResNet encoder) ---
+    # Run the encoder's convolutions under bfloat16 autocast (float32 from its dense
+    # layers on); its cost in quality is measured in benchmarks/RESULTS.md
+    bf16_encoder: bool = False
     encoder_channels: int = 32
     encoder_convs: int = 4  # 5x5 valid convolutions
     encoder_blocks: int = 4  # ResNet BasicBlocks

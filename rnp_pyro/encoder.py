@@ -42,6 +42,7 @@ class ResNetEncoder(nn.Module):
     def __init__(self, cfg: RNPConfig):
         super().__init__()
         self.image_shape = cfg.image_shape
+        self.bf16 = cfg.bf16_encoder
         width = cfg.encoder_channels
         convs = []
         for i in range(cfg.encoder_convs):
@@ -68,7 +69,9 @@ class ResNetEncoder(nn.Module):
         check_batch_shape(x, self.image_shape, "the encoder")
         batch = x.shape[:-3]
         images = x.reshape(-1, *self.image_shape).contiguous(memory_format=torch.channels_last)
-        hidden = self.dense(self.features(images))
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=self.bf16):
+            features = self.features(images)
+        hidden = self.dense(features.float())
         loc = self.loc(hidden)
         scale = F.softplus(self.scale(hidden)) + SCALE_FLOOR
         return loc.reshape(*batch, -1), scale.reshape(*batch, -1)

@@ -11,7 +11,9 @@ latent (32) and the smallest scale offset (1.6) the authors used: parts may then
 cover up to 1/1.6 of their parent per axis. Its leaves are drawn at most 28/1.6^2,
 about 11 pixels across, so it decodes 10x10 leaf patches instead of the papers'
 full-size ones: placement then uses every patch pixel, and training is faster.
-One-epoch runs comparing these choices are in benchmarks/RESULTS.md.
+With patches that small, generating each node's patch decoder (6,400 numbers) is
+cheaper than applying it unmaterialised, so these presets materialise it. One-epoch
+runs and timings comparing these choices are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 
 from .config import CONFIG_FILE, ConfigError, RNPConfig
 
+_SMALL_PATCHES = dict(patch_size=10, materialize_weights=True)
+
 _PRESETS: dict[str, dict] = {
     # three latent levels (digit/object, parts, sub-parts), four steps per program
-    "fashion": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6, patch_size=10),
+    "fashion": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6, **_SMALL_PATCHES),
     "mnist": dict(dataset="mnist", z_dim=16, taus=(3, 3)),
     "omniglot": dict(dataset="omniglot", z_dim=64, taus=(4, 4), epochs=400),
     # procedural strokes: small and quick, for tests and demos
@@ -30,11 +34,11 @@ _PRESETS: dict[str, dict] = {
     # four latent levels (the depth of the PNAS paper's pairs-of-digits model),
     # tau = 3 at every level, on Fashion-MNIST
     "fashion4": dict(dataset="fashion", z_dim=32, taus=(3, 3, 3), scale_offset=1.6,
-                     patch_size=10),
+                     **_SMALL_PATCHES),
     # pairs of objects on a 48-pixel canvas (the PNAS paper's Fig. 4B): the
     # fashion4 tree, whose top program places whole objects
     "scenes": dict(dataset="scenes:fashion", image_size=48, z_dim=32, taus=(3, 3, 3),
-                   scale_offset=1.6, patch_size=10),
+                   scale_offset=1.6, **_SMALL_PATCHES),
 }
 
 
