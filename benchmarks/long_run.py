@@ -9,9 +9,10 @@ completes. When every run in OUT has its epochs, it adds the importance-weighted
 bound on log p(x) (``--iwae-samples`` per image on the first ``--iwae-images`` test
 images) and writes OUT/long_run.json, OUT/long_run.md (the learning curves as a
 table), OUT/long_run.png (the curves) and the RNP's figures (parses, prior samples,
-clusters) in OUT/rnp/figures/.
+clusters) in OUT/rnp/figures/; with ``--export`` it ships the RNP with the package
+(``rnp_pyro.pretrained("fashion")``, rnp_pyro/weights/fashion.pt).
 
-    python benchmarks/long_run.py OUT [--epochs 30] [--models rnp,convvae] [--lr 1e-3]
+    python benchmarks/long_run.py OUT [--epochs 30] [--models rnp,convvae] [--lr 1e-3] [--export]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import rnp_pyro  # noqa: E402
-from rnp_pyro import presets  # noqa: E402
+from rnp_pyro import hub, presets  # noqa: E402
 from rnp_pyro.evaluate import evaluate_run  # noqa: E402
 from rnp_pyro.run import CHECKPOINT_FILE, read_metrics  # noqa: E402
 from rnp_pyro.viz import figures_run  # noqa: E402
@@ -48,7 +49,9 @@ SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
 @click.option("--iwae-images", default=1000, show_default=True,
               help="first test images the log p(x) bound is computed on")
 @click.option("--seed", default=0, show_default=True)
-def main(out, epochs, models, lr, iwae_samples, iwae_images, seed):
+@click.option("--export", is_flag=True,
+              help="write the RNP into the package as rnp_pyro.pretrained('fashion')")
+def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, export):
     for model in models.split(","):
         train(model, out, epochs, lr, seed)
     finished = {model: read_metrics(out / model) for model in LABELS if (out / model).is_dir()}
@@ -70,6 +73,8 @@ def main(out, epochs, models, lr, iwae_samples, iwae_images, seed):
     plot(finished, out / "long_run.png")
     if "rnp" in finished:
         figures_run(out / "rnp", seed=seed)
+        if export:
+            print(f"shipped as rnp_pyro.pretrained('fashion'): {hub.export(out / 'rnp', 'fashion')}")
     print(table(finished, bounds, iwae_samples, iwae_images))
 
 

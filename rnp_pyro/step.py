@@ -75,6 +75,14 @@ class TrainStep:
         self.taken += 1
         return result
 
+    def optimizer_state(self) -> dict:
+        """Adam's state dict, its learning rate a plain number even where a capture made
+        it a device tensor (a checkpoint then loads on any device)."""
+        state = self.optimizer.state_dict()
+        state["param_groups"] = [{**group, "lr": float(group["lr"])}
+                                 for group in state["param_groups"]]
+        return state
+
     def _validation(self):
         """Pyro's validation as set for the first step; off after it (no host reads)."""
         return pyro.validation_enabled(False) if self.taken else contextlib.nullcontext()

@@ -217,7 +217,7 @@ class _Training:
         return {
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.take_step.optimizer_state(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
