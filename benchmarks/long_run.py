@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 import rnp_pyro  # noqa: E402
 from rnp_pyro import hub, presets  # noqa: E402
+from rnp_pyro.config import parse_switches  # noqa: E402
 from rnp_pyro.evaluate import evaluate_run  # noqa: E402
 from rnp_pyro.run import CHECKPOINT_FILE, read_metrics  # noqa: E402
 from rnp_pyro.viz import figures_run  # noqa: E402
@@ -49,11 +50,13 @@ SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
 @click.option("--iwae-images", default=1000, show_default=True,
               help="first test images the log p(x) bound is computed on")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--speed", help="performance switches, NAME=on|off,... (as fit's --speed); a "
+                              "run may be resumed with others")
 @click.option("--export", is_flag=True,
               help="write the RNP into the package as rnp_pyro.pretrained('fashion')")
-def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, export):
+def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, speed, export):
     for model in models.split(","):
-        train(model, out, epochs, lr, seed)
+        train(model, out, epochs, lr, seed, parse_switches(speed))
     finished = {model: read_metrics(out / model) for model in LABELS if (out / model).is_dir()}
     if any(not rows or rows[-1]["epoch"] < epochs for rows in finished.values()):
         print("some runs are not finished yet; rerun to continue them")
@@ -78,11 +81,11 @@ def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, export):
     print(table(finished, bounds, iwae_samples, iwae_images))
 
 
-def train(model: str, out: Path, epochs: int, lr: float, seed: int) -> None:
+def train(model: str, out: Path, epochs: int, lr: float, seed: int, switches: dict) -> None:
     if model not in LABELS:
         raise click.BadParameter(f"unknown model {model!r}; choose from {', '.join(LABELS)}")
     run_dir = out / model
-    cfg = presets.get("fashion", model=model, lr=lr)
+    cfg = presets.get("fashion", model=model, lr=lr, **switches)
     resume = (run_dir / CHECKPOINT_FILE).exists()
     rnp_pyro.fit(cfg, run_dir, epochs=epochs, seed=seed, resume=resume, progress=False)
 

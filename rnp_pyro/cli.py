@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from . import presets
-from .config import FREEZABLE, GUIDES, OBJECTIVES, PERFORMANCE_FIELDS, PRIMITIVES, ConfigError
+from .config import (FREEZABLE, GUIDES, OBJECTIVES, PERFORMANCE_FIELDS, PRIMITIVES, ConfigError,
+                     parse_switches)
 from .data import DataError
 from .distributed import DataParallelError
 from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
@@ -139,7 +140,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                       classes=_labels(classes, "--classes"),
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}
-    overrides.update(_switches(speed))
+    overrides.update(parse_switches(speed))
     if truncate:
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
@@ -237,18 +238,6 @@ def _names(value: str | None, known: tuple[str, ...], option: str) -> tuple[str,
     if unknown:
         raise ConfigError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
-
-
-def _switches(value: str | None) -> dict[str, bool]:
-    """``--speed``: NAME=on|off pairs of PERFORMANCE_FIELDS."""
-    switches = {}
-    for pair in filter(None, (part.strip() for part in (value or "").split(","))):
-        name, _, state = pair.partition("=")
-        if name not in PERFORMANCE_FIELDS or state not in ("on", "off"):
-            raise ConfigError(f"--speed: {pair!r} is not NAME=on or NAME=off with NAME one of "
-                              f"{', '.join(PERFORMANCE_FIELDS)}")
-        switches[name] = state == "on"
-    return switches
 
 
 def _labels(value: str | None, option: str) -> tuple[int, ...] | None:

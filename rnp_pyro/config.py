@@ -263,3 +263,15 @@ def latent_sites(cfg: RNPConfig) -> tuple[str, ...]:
     level's when ``stochastic_levels`` is on."""
     levels = range(cfg.levels - 1, -1, -1) if cfg.stochastic_levels else [cfg.levels - 1]
     return tuple(site_name(level) for level in levels)
+
+
+def parse_switches(text: str | None) -> dict[str, bool]:
+    """``"NAME=on,NAME=off"`` (names from PERFORMANCE_FIELDS) as config overrides."""
+    switches = {}
+    for pair in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, _, state = pair.partition("=")
+        if name not in PERFORMANCE_FIELDS or state not in ("on", "off"):
+            raise ConfigError(f"--speed: {pair!r} is not NAME=on or NAME=off with NAME one of "
+                              f"{', '.join(PERFORMANCE_FIELDS)}")
+        switches[name] = state == "on"
+    return switches

@@ -29,3 +29,4 @@ def test_an_exported_run_loads_offline_with_its_config_and_test_mse(tmp_path):
 
 def _full_size(run):
     return 4 * sum(t.numel() for m in (run.model, run.guide) for t in m.state_dict().values())
+
