@@ -59,17 +59,18 @@ class TrainStep:
         self.graph = None  # (graph, static x, static outputs) once captured
 
     def __call__(self, x: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        capturing = self.cuda_graphs and x.is_cuda and self.graph is None
         if self.graph is not None and x.shape == self.graph[1].shape:
             graph, static_x, outputs = self.graph
             static_x.copy_(x)
             graph.replay()
             result = tuple(out.clone() for out in outputs)
-        elif self.cuda_graphs and x.is_cuda and self.taken >= EAGER_STEPS:
+        elif capturing and self.taken >= EAGER_STEPS:
             result = self._capture(x, indices)
-        elif self.cuda_graphs and x.is_cuda:  # warm up off the stream a capture records
+        elif capturing:  # warm up off the stream a capture records
             with self._validation(), _side_stream():
                 result = self._eager(x, indices)
-        else:
+        else:  # a batch of another size than the captured one runs eagerly
             with self._validation():
                 result = self._eager(x, indices)
         self.taken += 1

@@ -72,12 +72,13 @@ def test_a_captured_step_takes_the_eager_steps_values(images):
         parameters = list(model.parameters()) + list(guide.parameters())
         steps.append((TrainStep(cfg, model, guide, parameters, len(x), cuda_graphs=graphs),
                       parameters))
-    indices = torch.arange(32, device="cuda")
-    for number in range(6):  # three eager, the capture, two replays
+    full, last = torch.arange(32, device="cuda"), torch.arange(16, device="cuda")
+    # three eager, the capture, two replays, a smaller batch (eager), one more replay
+    for number, indices in enumerate([full] * 6 + [last, full]):
         pyro.set_rng_seed(number)
         eager = steps[0][0](x[indices], indices)
         pyro.set_rng_seed(number)
         captured = steps[1][0](x[indices], indices)
         torch.testing.assert_close(captured, eager)
-    assert steps[1][0].graph is not None
+    assert steps[1][0].graph[1].shape[0] == 32  # captured once, for the full batch
     torch.testing.assert_close(steps[1][1], steps[0][1])
