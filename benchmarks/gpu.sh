@@ -38,7 +38,7 @@ esac
 epoch() {  # LABEL, then fit options: one fashion epoch; its row of the table
   local label=$1; shift
   local out=$work/$(echo "$label" | tr -c 'a-z0-9' '-')
-  rnp-pyro fit --dataset fashion --epochs 1 --lr 1e-3 --device "$device" --no-progress \
+  $python -c "from rnp_pyro.cli import main; main()" fit --dataset fashion --epochs 1 --lr 1e-3 --device "$device" --no-progress \
       $limit --out "$out" "$@" > /dev/null
   $python - "$out" "$label" <<'EOF'
 import sys
