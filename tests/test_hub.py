@@ -30,3 +30,12 @@ def test_an_exported_run_loads_offline_with_its_config_and_test_mse(tmp_path):
 def _full_size(run):
     return 4 * sum(t.numel() for m in (run.model, run.guide) for t in m.state_dict().values())
 
+
+
+def test_the_shipped_fashion_model_reproduces_the_long_runs_test_mse():
+    run = rnp_pyro.pretrained("fashion")
+    assert (run.config.dataset, run.config.taus, run.epoch) == ("fashion", (4, 4), 30)
+    images = first_test_images(run.config, limit=run.metrics["check_images"])
+    mse = evaluate(run.model, run.guide, images)["mse_per_pixel"]
+    assert f"{mse:.3g}" == f"{run.metrics['check_mse']:.3g}"
+    assert run.metrics["test_mse"] < 0.02  # the whole test set, as the long run ended
