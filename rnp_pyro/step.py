@@ -25,6 +25,9 @@ from .infer.objectives import make_objective
 __all__ = ["TrainStep"]
 
 EAGER_STEPS = 3  # steps before a capture: the first validated, then the caches warm
+# guides whose step is the same device work every time (the refined guide's inner
+# loop and the per-image guides' indices are not)
+CAPTURABLE_GUIDES = ("encoder", "ladder")
 
 
 class TrainStep:
@@ -37,7 +40,8 @@ class TrainStep:
 
     ``cuda_graphs``: capture the step as a CUDA graph after EAGER_STEPS eager ones
     and replay it for every batch of the same size (on a single CUDA device with the
-    ``elbo`` objective and an amortized guide; elsewhere the step stays eager).
+    ``elbo`` objective and a guide from CAPTURABLE_GUIDES; elsewhere the step stays
+    eager).
     """
 
     def __init__(self, cfg, model, guide, parameters: list[torch.Tensor], dataset_size: int,
@@ -54,7 +58,7 @@ class TrainStep:
         self.optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                           fused=True)
         self.cuda_graphs = (cuda_graphs and not place.parallel and cfg.objective == "elbo"
-                            and not getattr(guide, "per_image", False))
+                            and cfg.guide in CAPTURABLE_GUIDES)
         self.taken = 0  # steps this object has taken
         self.graph = None  # (graph, static x, static outputs) once captured
 
@@ -70,7 +74,7 @@ class TrainStep:
         elif capturing:  # warm up off the stream a capture records
             with self._validation(), _side_stream():
                 result = self._eager(x, indices)
-        else:  # a batch of another size than the captured one runs eagerly
+        else:  # no capture here, or a batch of another size than the captured one
             with self._validation():
                 result = self._eager(x, indices)
         self.taken += 1
