@@ -96,9 +96,10 @@ class HyperNetwork(nn.Module):
         end = self.slices[names[-1]].stop
         # one split, not a slice per name: each slice's backward would fill a gradient
         # as large as the whole output
-        weight = self.out.weight * self.row_gains[:, None]
-        if end < self.out.out_features:
+        weight = self.out.weight
+        if end < self.out.out_features:  # only the rows this level needs get their gains
             weight = weight.split([end, self.out.out_features - end])[0]
+        weight = weight * self.row_gains[:end, None]
         parts = F.linear(hidden, weight).split([self.slices[n].stop - self.slices[n].start
                                                 for n in names], -1)
         weights = {name: part.view(*z.shape[:-1], *self.layout[name])
