@@ -15,7 +15,7 @@ import torch
 
 from .config import ConfigError, RNPConfig
 from .evaluate import evaluate, test_images
-from .run import Run, build, load_run, load_weights, resolve_device
+from .run import Run, load_run, resolve_device, trained_run
 
 __all__ = ["pretrained", "names", "export"]
 
@@ -40,13 +40,9 @@ def pretrained(name: str = "fashion", device: str = "cpu", folder: str | Path = 
         raise ConfigError(f"no pretrained model {name!r}; this installation has "
                           f"{', '.join(names(folder)) or 'none'}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = RNPConfig.from_dict(state["config"])
-    model, guide = build(cfg)
-    load_weights(model, _full_precision(state["model"]), "model", path)
-    load_weights(guide, _full_precision(state["guide"]), "guide", path)
-    device = resolve_device(device)
-    return Run(model.to(device).eval(), guide.to(device).eval(), cfg, path,
-               epoch=state["epoch"], step=state["step"], metrics=state["metrics"])
+    weights = {part: _full_precision(state[part]) for part in ("model", "guide")}
+    return trained_run(RNPConfig.from_dict(state["config"]), {**state, **weights}, path,
+                       resolve_device(device), metrics=state["metrics"])
 
 
 def export(run_dir: str | Path, name: str, data_dir: str | Path | None = None,

@@ -173,6 +173,14 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
             f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
             f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
             f"train again")
+    return trained_run(cfg, state, path, device, metrics=last_metrics(path))
+
+
+def trained_run(cfg: RNPConfig, state: dict, path: Path, device: torch.device,
+                metrics: dict) -> Run:
+    """A Run built from ``cfg`` with the ``model`` and ``guide`` weights (and ``epoch``,
+    ``step``, and ``train_size`` for per-image guides) of ``state``, in eval mode on
+    ``device``; ``path`` is named in errors."""
     example = torch.zeros(1, *cfg.image_shape)
     model, guide = build(cfg, example=example, dataset_size=state.get("train_size"))
     load_weights(model, state["model"], "model", path)
@@ -180,4 +188,4 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     model.to(device).eval()
     guide.to(device).eval()
     return Run(model, guide, cfg, path, epoch=int(state["epoch"]), step=int(state["step"]),
-               metrics=last_metrics(path))
+               metrics=metrics)
