@@ -470,17 +470,6 @@ def compose_scenes(objects: ImageSet, *, image_size: int = 48, per_scene: int = 
 
 
 # ---------------------------------------------------------------------------- checks
-def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: str) -> None:
-    """Raise a ValueError unless ``x`` is (*B, C, H, W) with ``image_shape``; cheap enough per step.
-
-    ``user`` names what needs the images ("the model", "the encoder") in the message.
-    """
-    if x.dim() < 4 or tuple(x.shape[-3:]) != tuple(image_shape):
-        channels, height, width = image_shape
-        raise ValueError(f"{user} needs images of shape (*B, {channels}, {height}, {width}), "
-                         f"got {tuple(x.shape)}")
-
-
 def check_images(images, *, channels: int, image_size: int) -> None:
     """Raise a DataError saying what is wrong unless ``images`` is (N, C, H, W) float in [0, 1]."""
     expected = f"(N, {channels}, {image_size}, {image_size})"

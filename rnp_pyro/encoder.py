@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import RNPConfig
-from .data import check_batch_shape
+from .plates import check_batch_shape
 
 SCALE_FLOOR = 1e-4
 

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 from pyro.nn import PyroModule, PyroParam
 
 from .config import RNPConfig
-from .data import check_batch_shape
+from .plates import check_batch_shape
 
 _EPS = 1e-4
 

@@ -1,4 +1,5 @@
-"""The one plate every model and guide shares: ``data``, over the images of a batch."""
+"""What every model and guide shares about a batch of images: the ``data`` plate over
+them, and the check of their shape."""
 
 from __future__ import annotations
 
@@ -25,3 +26,14 @@ def data_plate(x: torch.Tensor, indices: torch.Tensor | None = None,
         raise ValueError(f"indices must hold one position per image, shape ({batch},); "
                          f"got {tuple(indices.shape)}")
     return pyro.plate("data", dataset_size or batch, subsample=indices, dim=-1)
+
+
+def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: str) -> None:
+    """Raise a ValueError unless ``x`` is (*B, C, H, W) with ``image_shape``; cheap enough per step.
+
+    ``user`` names what needs the images ("the model", "the encoder") in the message.
+    """
+    if x.dim() < 4 or tuple(x.shape[-3:]) != tuple(image_shape):
+        channels, height, width = image_shape
+        raise ValueError(f"{user} needs images of shape (*B, {channels}, {height}, {width}), "
+                         f"got {tuple(x.shape)}")
