@@ -1,35 +1,44 @@
 """Recursive Neural Programs as Pyro models.
 
-    cfg = rnp_pyro.presets.get("fashion")
-    model = rnp_pyro.RNP(cfg)                  # model(x) is the Pyro model
-    guide = rnp_pyro.guides.EncoderGuide(cfg)  # guide(x) samples q(z^K | x)
+    config = rnp_pyro.presets.get("fashion")
+    model = rnp_pyro.RNP(config.model)         # model(x) is the Pyro model
+    guide = rnp_pyro.guides.EncoderGuide(model)  # guide(x) samples q(z^K | x)
     tree = model.decode(guide.encode(x)[0])    # the parse tree
-    run = rnp_pyro.fit(cfg, "runs/fashion")    # or: rnp-pyro fit --dataset fashion
+    run = rnp_pyro.fit(config, "runs/fashion") # or: rnp-pyro fit --dataset fashion
     run = rnp_pyro.pretrained("fashion")       # trained 30 epochs, shipped with the package
     rnp_pyro.evaluate(run.model, run.guide, x, iwae_samples=100)  # ELBO, log p(x) bound
+
+Importing the package defines names and does nothing else: it changes no Pyro
+setting, and each submodule is imported when it is first used.
 """
 
-import pyro
-
-# Parameters live in their modules (PyroModule), not in Pyro's global store: a model
-# is then an ordinary torch module, checkpoints are state_dicts, and two models in
-# one process never share a learned parameter by name.
-pyro.settings.set(module_local_params=True)
-
-from . import baselines, data, guides, hub, infer, ppc, presets, spatial, viz  # noqa: E402
-from .baselines import ConvVAE  # noqa: E402
-from .config import RNPConfig  # noqa: E402
-from .evaluate import evaluate, evaluate_run, guide_for  # noqa: E402
-from .hub import pretrained  # noqa: E402
-from .model import RNP  # noqa: E402
-from .run import Run, load_run  # noqa: E402
-from .train import fit  # noqa: E402
-from .tree import Level, Tree  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "RNP", "ConvVAE", "RNPConfig", "Run", "Tree", "Level",
-    "fit", "evaluate", "evaluate_run", "guide_for", "load_run", "pretrained",
-    "baselines", "data", "guides", "hub", "infer", "ppc", "presets", "spatial", "viz",
-]
+# public name -> the submodule that defines it
+_NAMES = {
+    "RNP": "model", "ModelConfig": "model", "ConvVAE": "baselines", "RunConfig": "config",
+    "GuideConfig": "config", "Run": "run", "Tree": "tree", "Level": "tree",
+    "fit": "train", "evaluate": "evaluate", "evaluate_run": "run", "guide_for": "run",
+    "load_run": "run", "pretrained": "hub",
+}
+_SUBMODULES = ("baselines", "config", "data", "guides", "hub", "infer", "model", "ppc", "presets",
+               "run", "spatial", "viz")
+
+__all__ = [*_NAMES, *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -13,8 +13,9 @@ import torch.nn as nn
 from pyro import poutine
 from pyro.nn import PyroModule
 
-from .config import ConfigError, RNPConfig, top_site
+from .errors import ConfigError
 from .likelihood import Likelihood
+from .model import ModelConfig
 from .plates import data_plate
 from .primitives import PrimitiveStamp
 from .spatial import ACTION_DIM
@@ -25,45 +26,45 @@ __all__ = ["ConvVAE"]
 DEFAULT_WIDTH = 64
 
 
-def _decoder(cfg: RNPConfig, width: int) -> nn.Sequential:
+def _decoder(config: ModelConfig, width: int) -> nn.Sequential:
     """z -> 4w -> w x (S/4) x (S/4) -> two x2 transposed convs -> C x S x S in (0, 1).
 
-    With ``cfg.primitives`` the second upsampling is the primitives stamped with fixed
+    With ``config.primitives`` the second upsampling is the primitives stamped with fixed
     filters, weighted by non-negative coefficient maps (unbounded sums, as the RNP's).
     """
-    side = cfg.image_size // 4
+    side = config.image_size // 4
     half = max(width // 2, 1)
     trunk = [
-        nn.Linear(cfg.z_dim, 4 * width), nn.ReLU(),
+        nn.Linear(config.z_dim, 4 * width), nn.ReLU(),
         nn.Linear(4 * width, width * side * side), nn.ReLU(),
         nn.Unflatten(-1, (width, side, side)),
         nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(),
     ]
-    if cfg.primitives:
-        maps = cfg.channels * len(cfg.primitives)
+    if config.primitives:
+        maps = config.channels * len(config.primitives)
         return nn.Sequential(*trunk, nn.Conv2d(width, maps, 3, padding=1), nn.ReLU6(),
-                             PrimitiveStamp(cfg.primitives, cfg.patch_shape[-1], cfg.channels))
+                             PrimitiveStamp(config.primitives, config.patch_shape[-1], config.channels))
     return nn.Sequential(
         *trunk,
         nn.ConvTranspose2d(width, half, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(half, cfg.channels, 3, padding=1), nn.Sigmoid(),
+        nn.Conv2d(half, config.channels, 3, padding=1), nn.Sigmoid(),
     )
 
 
-def _parameter_count(cfg: RNPConfig, width: int) -> int:
+def _parameter_count(config: ModelConfig, width: int) -> int:
     with torch.device("meta"):  # count without allocating
-        return sum(p.numel() for p in _decoder(cfg, width).parameters())
+        return sum(p.numel() for p in _decoder(config, width).parameters())
 
 
-def _width_for(cfg: RNPConfig, target_params: int) -> int:
+def _width_for(config: ModelConfig, target_params: int) -> int:
     """The width whose decoder has the parameter count nearest to ``target_params``."""
     low, high = 1, 1
-    while _parameter_count(cfg, high) < target_params:
+    while _parameter_count(config, high) < target_params:
         low, high = high, 2 * high
     while high - low > 1:  # the count grows with the width: bisect
         middle = (low + high) // 2
-        low, high = (middle, high) if _parameter_count(cfg, middle) < target_params else (low, middle)
-    return min((low, high), key=lambda w: abs(_parameter_count(cfg, w) - target_params))
+        low, high = (middle, high) if _parameter_count(config, middle) < target_params else (low, middle)
+    return min((low, high), key=lambda w: abs(_parameter_count(config, w) - target_params))
 
 
 class ConvVAE(PyroModule):
@@ -74,35 +75,32 @@ class ConvVAE(PyroModule):
     (about 0.9 M parameters for 28 x 28 images).
     """
 
-    def __init__(self, cfg: RNPConfig, target_params: int | None = None):
+    def __init__(self, config: ModelConfig, target_params: int | None = None):
         super().__init__()
-        if cfg.image_size % 4:
-            raise ConfigError(f"the convvae baseline upsamples twice by 2: image_size must be "
-                              f"divisible by 4, got {cfg.image_size}")
-        if cfg.stochastic_levels:
-            raise ConfigError("the convvae baseline has a single latent level: "
-                              "set stochastic_levels=False")
+        if config.kind != "convvae":
+            raise ConfigError(f"ConvVAE needs a model config of kind 'convvae', got "
+                              f"{config.kind!r}")
         if target_params is not None and target_params < 1:
             raise ConfigError(f"target_params must be positive or None, got {target_params}")
-        self.cfg = cfg
-        self.width = DEFAULT_WIDTH if target_params is None else _width_for(cfg, target_params)
-        self.decoder = _decoder(cfg, self.width)
-        self.likelihood = Likelihood(cfg)
+        self.config = config
+        self.width = DEFAULT_WIDTH if target_params is None else _width_for(config, target_params)
+        self.decoder = _decoder(config, self.width)
+        self.likelihood = Likelihood(config.likelihood, config.image_shape, config.obs_scale)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
                 dataset_size: int | None = None) -> None:
-        cfg = self.cfg
-        prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
+        config = self.config
+        prior = dist.Normal(x.new_zeros(config.z_dim), x.new_ones(config.z_dim)).to_event(1)
         with data_plate(x, indices, dataset_size):
-            with poutine.scale(scale=cfg.kl_weight):
-                z = pyro.sample(top_site(cfg), prior)
+            with poutine.scale(scale=config.kl_weight):
+                z = pyro.sample(config.top_site, prior)
             canvas = self.decode(z).canvas
             self.likelihood.observe(canvas, x)
 
     def decode(self, z: torch.Tensor) -> Tree:
         """(*B, |z|) latents -> a one-level tree whose root canvas is the decoded image."""
         batch = z.shape[:-1]
-        canvas = self.decoder(z.reshape(-1, z.shape[-1])).reshape(*batch, *self.cfg.image_shape)
+        canvas = self.decoder(z.reshape(-1, z.shape[-1])).reshape(*batch, *self.config.image_shape)
         root = Level(latents=z[..., None, :],
                      actions=z.new_zeros(*batch, 1, ACTION_DIM),
                      drawn=canvas[..., None, :, :, :],
@@ -112,4 +110,4 @@ class ConvVAE(PyroModule):
     def sample(self, n: int) -> Tree:
         """Decode ``n`` draws of z ~ N(0, I)."""
         weight = self.decoder[0].weight
-        return self.decode(torch.randn(n, self.cfg.z_dim, device=weight.device, dtype=weight.dtype))
+        return self.decode(torch.randn(n, self.config.z_dim, device=weight.device, dtype=weight.dtype))

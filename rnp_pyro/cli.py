@@ -2,6 +2,10 @@
 
 Thin by design: it parses options, calls the library and prints. Expected
 failures (bad data, bad settings, bad checkpoints) print one ``Error:`` line.
+The library is imported when a command runs, not before, so ``--help`` is quick;
+names (guides, objectives, parts, switches) are checked by the settings that own
+them. A research script that registers its own guide and then calls :func:`main`
+can train and evaluate it by name.
 """
 
 from __future__ import annotations
@@ -11,18 +15,10 @@ from pathlib import Path
 
 import click
 
-from . import presets
-from .config import (FREEZABLE, GUIDES, OBJECTIVES, PERFORMANCE_FIELDS, PRIMITIVES, ConfigError,
-                     parse_switches)
-from .data import DataError
-from .distributed import DataParallelError
-from .evaluate import EVALUATION_FILE, FIT_STEPS, evaluate_run
-from .ppc import PPC_DIR, ppc_run
-from .run import CHECKPOINT_FILE, CheckpointError
-from .train import fit_in_processes
-from .viz import figures_run
+from .errors import EXPECTED_ERRORS, ConfigError
 
-EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DataParallelError)
+SPEED_SWITCHES = ("materialize_weights, bf16_decoder, compile_programs, bf16_encoder, "
+                  "bf16_autocast, cuda_graphs")
 
 
 def _friendly_errors(command):
@@ -50,12 +46,13 @@ def _reads_a_run(command):
 def _chooses_a_guide(verb: str):
     """--guide and --fit-steps: another guide than the run's, fitted first if per image."""
     def add(command):
-        command = click.option("--fit-steps", type=click.IntRange(min=1), default=FIT_STEPS,
-                               show_default=True,
-                               help="steps that fit a per-image guide to the test images")(command)
-        return click.option("--guide", type=click.Choice(GUIDES),
-                            help=f"{verb} this guide [default: the run's]; per-image guides "
-                                 f"are fitted to the test images first")(command)
+        command = click.option("--fit-steps", type=click.IntRange(min=1),
+                               help="steps that fit a per-image guide to the test images "
+                                    "[default: 300]")(command)
+        return click.option("--guide",
+                            help=f"{verb} this guide (encoder, normal, delta, ladder, refined, "
+                                 f"or one a script registered) [default: the run's]; per-image "
+                                 f"guides are fitted to the test images first")(command)
     return add
 
 
@@ -68,8 +65,8 @@ def main():
 @main.command()
 @click.option("--dataset", required=True,
               help="fashion, mnist, omniglot, strokes or folder:PATH")
-@click.option("--preset", help=f"named settings ({', '.join(presets.names())}); "
-                               "default: the dataset's own")
+@click.option("--preset", help="named settings (fashion, fashion4, mnist, omniglot, scenes, "
+                               "strokes); default: the dataset's own")
 @click.option("--model", type=click.Choice(["rnp", "convvae"]),
               help="the RNP, or the ConvVAE baseline with as many parameters")
 @click.option("--epochs", type=click.IntRange(min=0),
@@ -79,11 +76,12 @@ def main():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate")
 @click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True),
               help="largest gradient norm")
-@click.option("--guide", type=click.Choice(GUIDES), help="q(latents | x) [default: encoder]")
+@click.option("--guide", help="q(latents | x): encoder, normal, delta, ladder, refined, or one "
+                              "a script registered [default: encoder]")
 @click.option("--stochastic-levels", is_flag=True, default=None,
               help="a sample site per tree level below the top (the ladder guide infers them)")
-@click.option("--objective", type=click.Choice(OBJECTIVES), help="what SVI maximises "
-              "[default: elbo]; iwae is the importance-weighted bound")
+@click.option("--objective", help="what SVI maximises: elbo, meanfield, iwae (the "
+              "importance-weighted bound) or tracegraph [default: elbo]")
 @click.option("--num-particles", type=click.IntRange(min=1),
               help="samples per image in the objective (vectorized)")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True),
@@ -92,15 +90,16 @@ def main():
               help="with --init-from: cut this many program levels off the top of that "
                    "run's tree and train a new encoder for the rest (settings from that "
                    "run, hypernetworks frozen unless --freeze says otherwise)")
-@click.option("--freeze", help=f"parts not to train, comma-separated: {', '.join(FREEZABLE)}")
-@click.option("--primitives", help=f"draw only with these fixed strokes, comma-separated: "
-                                   f"{', '.join(PRIMITIVES)} (leaf patches for the RNP, the "
-                                   f"last layer's filters for the conv VAE)")
+@click.option("--freeze", help="parts not to train, comma-separated: hyper_state, hyper_policy, "
+                               "encoder, likelihood")
+@click.option("--primitives", help="draw only with these fixed strokes, comma-separated: line, "
+                                   "curve (leaf patches for the RNP, the last layer's filters "
+                                   "for the conv VAE)")
 @click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
 @click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
 @click.option("--speed", help=f"performance switches, comma-separated NAME=on|off from "
-                              f"{', '.join(PERFORMANCE_FIELDS)}; they change how, not what, "
-                              f"a run computes, so a resumed run may change them")
+                              f"{SPEED_SWITCHES}; they change how, not what, a run computes, "
+                              f"so a resumed run may change them")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
@@ -131,6 +130,11 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     Data-parallel: fit --devices 2 ..., or across machines
     torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT --no-python rnp-pyro fit ...
     """
+    from . import presets, run as runs
+    from .config import FREEZABLE, parse_switches
+    from .primitives import PRIMITIVES
+    from .train import fit_in_processes
+
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
                       stochastic_levels=stochastic_levels, objective=objective, num_particles=num_particles,
@@ -145,20 +149,20 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
                               "give --init-from, and no --preset")
-        cfg = presets.truncation(init_from, truncate, dataset=dataset, **overrides)
+        config = presets.truncation(runs.read_config(init_from), init_from, truncate,
+                                    dataset=dataset, **overrides)
     elif preset is None:
-        cfg = presets.for_dataset(dataset, **overrides)
+        config = presets.for_dataset(dataset, **overrides)
     else:
-        cfg = presets.get(preset, dataset=dataset, **overrides)
-    out = out or _default_out(dataset, cfg)
+        config = presets.get(preset, dataset=dataset, **overrides)
+    out = out or _default_out(dataset, config)
     try:
-        run = fit_in_processes(devices, cfg, out, epochs=epochs, max_steps=max_steps,
+        run = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
                                device=device, seed=seed, resume=resume, data_dir=data_dir,
                                progress=not no_progress)
     except KeyboardInterrupt:
-        checkpoint = out / CHECKPOINT_FILE
-        if checkpoint.exists():
-            click.echo(f"Interrupted. The last checkpoint is {checkpoint}; run the same command "
+        if runs.has_checkpoint(out):
+            click.echo(f"Interrupted. The last checkpoint is in {out}; run the same command "
                        f"with --resume to continue.", err=True)
         else:
             click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
@@ -177,7 +181,10 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
     """Test metrics of a trained run; also written to RUN_DIR/evaluation.json (and each
     image's ELBO and bound to RUN_DIR/evaluation_per_image.csv)."""
-    metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples, fit_steps=fit_steps,
+    from .run import EVALUATION_FILE, FIT_STEPS, evaluate_run
+
+    metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples,
+                           fit_steps=fit_steps or FIT_STEPS,
                            limit=limit, data_dir=data_dir, device=device)
     _print_metrics(metrics)
     click.echo(f"wrote {run_dir / EVALUATION_FILE}")
@@ -195,8 +202,10 @@ def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
 def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
     """Posterior predictive checks of a trained run: replicated test images, test
     statistics and their p-values, with plots; written to RUN_DIR/ppc/."""
+    from .run import FIT_STEPS, PPC_DIR, ppc_run
+
     summary = ppc_run(run_dir, guide=guide, images=images, samples=samples, seed=seed,
-                      fit_steps=fit_steps, data_dir=data_dir, device=device)
+                      fit_steps=fit_steps or FIT_STEPS, data_dir=data_dir, device=device)
     for stat, values in summary["statistics"].items():
         click.echo(f"{stat}: " + ", ".join(f"{k} {v:.3g}" for k, v in values.items()))
     click.echo(f"wrote {run_dir / PPC_DIR}")
@@ -216,16 +225,19 @@ def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
 def figures(run_dir, data_dir, device, images, clusters, seed, transfer):
     """The papers' figures of a trained run (parses, samples, clusters of programs,
     interpolation, composition, transfer), as PNGs in RUN_DIR/figures/."""
+    from .run import figures_run
+
     adapted = {folder.name: folder for folder in transfer}
     for path in figures_run(run_dir, images=images, clusters=clusters, seed=seed,
                             transfer=adapted, data_dir=data_dir, device=device):
         click.echo(f"wrote {path}")
 
 
-def _default_out(dataset: str, cfg) -> Path:
+def _default_out(dataset: str, config) -> Path:
     """runs/DATASET, with -MODEL for the baseline and -truncated for a truncation."""
     name = Path(dataset.removeprefix("folder:")).name.replace(":", "-") or "folder"
-    suffix = "-truncated" if cfg.truncate else "" if cfg.model == "rnp" else f"-{cfg.model}"
+    kind = config.model.kind
+    suffix = "-truncated" if config.train.truncate else "" if kind == "rnp" else f"-{kind}"
     return Path("runs") / f"{name}{suffix}"
 
 

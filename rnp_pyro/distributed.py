@@ -18,19 +18,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.utils.data.distributed import DistributedSampler
 
-from .config import ConfigError
-
-# objectives DDP can wrap: those whose loss is a differentiable tensor
-DATA_PARALLEL_OBJECTIVES = ("elbo", "meanfield")
-DATA_PARALLEL_GUIDES = ("encoder", "ladder")  # amortized: the same parameters on every rank
-
-
-class DataParallelError(RuntimeError):
-    """A process of a data-parallel run failed; the message is its error's."""
+from .errors import DataParallelError
 
 
 @dataclass(frozen=True)
@@ -72,18 +62,6 @@ def join(device: torch.device) -> tuple[Place, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return place, device
-
-
-def check_config(cfg) -> None:
-    """Data-parallel training needs a differentiable loss and a guide shared by all images."""
-    if cfg.objective not in DATA_PARALLEL_OBJECTIVES:
-        raise ConfigError(f"data-parallel training needs an objective whose loss is a tensor "
-                          f"({', '.join(DATA_PARALLEL_OBJECTIVES)}); {cfg.objective!r} builds "
-                          f"its own gradients: train it in one process")
-    if cfg.guide not in DATA_PARALLEL_GUIDES:
-        raise ConfigError(f"the {cfg.guide!r} guide keeps parameters per image or refines each "
-                          f"one; data-parallel training takes {', '.join(DATA_PARALLEL_GUIDES)}: "
-                          f"train it in one process")
 
 
 def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, place: Place):
@@ -146,6 +124,9 @@ def launch(processes: int, function, *args) -> None:
     """Run ``function(*args)`` in ``processes`` local processes through torchrun's
     launcher, on a free port. The first process to fail raises DataParallelError here
     with its error's message (``function`` should be wrapped in torch's ``record``)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes,
                           run_id=uuid.uuid4().hex, rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)

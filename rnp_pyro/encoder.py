@@ -1,8 +1,8 @@
 """The papers' ResNet encoder: an image to the mean and scale of q(z^K | x).
 
-Layout (as in the authors' code): ``encoder_convs`` x [5x5 valid conv + BatchNorm +
-ReLU], ``encoder_blocks`` ResNet BasicBlocks, flatten, one [Linear + LayerNorm + ELU]
-per width of ``encoder_dense``, then a mean head and a scale head.
+Layout (as in the authors' code): ``convs`` x [5x5 valid conv + BatchNorm + ReLU],
+``blocks`` ResNet BasicBlocks, flatten, one [Linear + LayerNorm + ELU] per width of
+``dense``, then a mean head and a scale head.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import RNPConfig
 from .plates import check_batch_shape
 
 SCALE_FLOOR = 1e-4
@@ -39,28 +38,32 @@ class ResNetEncoder(nn.Module):
     zero, without the overflow of ``exp`` on a large log-scale.
     """
 
-    def __init__(self, cfg: RNPConfig):
+    def __init__(self, image_shape: tuple[int, int, int], z_dim: int, *, width: int = 32,
+                 convs: int = 4, blocks: int = 4, dense: tuple[int, ...] = (64, 64, 64),
+                 bf16: bool = False):
         super().__init__()
-        self.image_shape = cfg.image_shape
-        self.bf16 = cfg.bf16_encoder
-        width = cfg.encoder_channels
-        convs = []
-        for i in range(cfg.encoder_convs):
+        channels, size, _ = image_shape
+        if convs < 0 or size - 4 * convs < 1:
+            raise ValueError(f"{convs} valid 5x5 convolutions do not fit a {size}px image")
+        self.image_shape = tuple(image_shape)
+        self.bf16 = bf16  # convolutions under bfloat16 autocast: how, not what, it computes
+        layers = []
+        for i in range(convs):
             # a BatchNorm right after the conv makes the conv's bias redundant
-            convs += [nn.Conv2d(cfg.channels if i == 0 else width, width, 5, bias=False),
-                      nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-        in_channels = width if cfg.encoder_convs else cfg.channels
+            layers += [nn.Conv2d(channels if i == 0 else width, width, 5, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        in_channels = width if convs else channels
         self.features = nn.Sequential(
-            *convs, *(BasicBlock(in_channels) for _ in range(cfg.encoder_blocks)))
+            *layers, *(BasicBlock(in_channels) for _ in range(blocks)))
 
-        side = cfg.image_size - 4 * cfg.encoder_convs
-        dense, features = [], in_channels * side * side
-        for units in cfg.encoder_dense:
-            dense += [nn.Linear(features, units), nn.LayerNorm(units), nn.ELU()]
+        side = size - 4 * convs
+        layers, features = [], in_channels * side * side
+        for units in dense:
+            layers += [nn.Linear(features, units), nn.LayerNorm(units), nn.ELU()]
             features = units
-        self.dense = nn.Sequential(nn.Flatten(), *dense)
-        self.loc = nn.Linear(features, cfg.z_dim)
-        self.scale = nn.Linear(features, cfg.z_dim)
+        self.dense = nn.Sequential(nn.Flatten(), *layers)
+        self.loc = nn.Linear(features, z_dim)
+        self.scale = nn.Linear(features, z_dim)
         # channels-last weights and images run the convolutions in oneDNN's native
         # layout on CPUs (about 10% faster there); the math is unchanged
         self.to(memory_format=torch.channels_last)

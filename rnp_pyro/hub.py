@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, RNPConfig
-from .evaluate import evaluate, test_images
-from .run import Run, load_run, resolve_device, trained_run
+from .config import ConfigError, RunConfig
+from .evaluate import evaluate
+from .run import Run, load_run, resolve_device, test_images, trained_run
 
 __all__ = ["pretrained", "names", "export"]
 
@@ -41,7 +41,7 @@ def pretrained(name: str = "fashion", device: str = "cpu", folder: str | Path = 
                           f"{', '.join(names(folder)) or 'none'}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     weights = {part: _full_precision(state[part]) for part in ("model", "guide")}
-    return trained_run(RNPConfig.from_dict(state["config"]), {**state, **weights}, path,
+    return trained_run(RunConfig.from_dict(state["config"]), {**state, **weights}, path,
                        resolve_device(device), metrics=state["metrics"])
 
 

@@ -8,10 +8,10 @@ import torch.distributions.constraints as constraints
 import pyro.distributions as dist
 from pyro.nn import PyroModule, PyroParam
 
-from .config import RNPConfig
 from .plates import check_batch_shape
 
 _EPS = 1e-4
+LIKELIHOODS = ("normal", "laplace", "continuous_bernoulli", "bernoulli")
 
 
 class Likelihood(PyroModule):
@@ -23,13 +23,21 @@ class Likelihood(PyroModule):
     normalised density for non-binary pixels).
     """
 
-    def __init__(self, cfg: RNPConfig):
+    def __init__(self, kind: str, image_shape: tuple[int, int, int], scale: float | None = None):
         super().__init__()
-        self.kind = cfg.likelihood
-        self.image_shape = cfg.image_shape
-        self.fixed_scale = cfg.obs_scale
-        if cfg.obs_scale is None and self.kind in ("normal", "laplace"):
+        if kind not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {kind!r}")
+        self.kind = kind
+        self.image_shape = tuple(image_shape)
+        self.fixed_scale = scale  # None: learned (normal and laplace)
+        if scale is None and kind in ("normal", "laplace"):
             self.scale = PyroParam(torch.full((), 0.2), constraint=constraints.positive)
+
+    def __call__(self, *args, **kwargs):
+        # A learned scale lives in this module, whatever pyro.settings say, so that two
+        # models in one process never share it by name in Pyro's global store.
+        with pyro.settings.context(module_local_params=True):
+            return super().__call__(*args, **kwargs)
 
     def forward(self, canvas: torch.Tensor) -> dist.Distribution:
         if self.kind in ("normal", "laplace"):

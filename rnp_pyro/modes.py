@@ -1,4 +1,4 @@
-"""Running models for inspection rather than training."""
+"""Running models for inspection rather than training, and on a random stream of their own."""
 
 from __future__ import annotations
 
@@ -30,6 +30,16 @@ def frozen(*modules: torch.nn.Module):
     finally:
         for parameter, flag in flags.items():
             parameter.requires_grad_(flag)
+
+
+@contextmanager
+def own_random_stream(seed: int, device: torch.device | str = "cpu"):
+    """Draws inside come from ``seed``; outside, the caller's random stream goes on as if
+    nothing had been drawn (torch's CPU stream, and ``device``'s when it is CUDA)."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 @contextmanager

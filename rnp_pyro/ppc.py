@@ -14,24 +14,18 @@ reproduce.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from pyro import poutine
 from pyro.infer import Predictive
-from torchvision.utils import make_grid, save_image
 
-from .config import latent_sites
-from .evaluate import FIT_STEPS, run_on_test_images
 from .guides import decode_latents
-from .infer.fitting import guide_args
-from .modes import evaluating
+from .modes import evaluating, own_random_stream
 from .tree import Tree
 
 INK = 0.5  # a pixel is ink above this intensity
-PPC_DIR = "ppc"  # inside a run folder: what ``ppc_run`` writes
 EXTREME = 0.05  # p-values below this or above 1 - this count as extreme
 
 
@@ -148,12 +142,38 @@ class PosteriorPredictive:
     def plot_images(self, path: str | Path, images: int = 8, replicas: int = 4) -> Path:
         """A PNG grid, one column per image: the observed image, the first draw's mean
         canvas, then ``replicas`` replicated images."""
+        from torchvision.utils import make_grid, save_image
+
         images, replicas = min(images, len(self.observed)), min(replicas, self.num_samples)
         rows = [self.observed[:images], self.means[0, :images].clamp(0, 1),
                 *self.replicated[:replicas, :images].clamp(0, 1)]
         grid = make_grid(torch.cat(rows).cpu(), nrow=images, padding=2, pad_value=1.0)
         save_image(grid, path)
         return Path(path)
+
+
+    def write_p_values(self, path: str | Path) -> Path:
+        """The p-values as a CSV, one row per image, one column per statistic (and part)."""
+        columns = {}
+        for stat, values in self.p_values().items():
+            values = values.cpu().reshape(len(self.observed), -1)
+            names = ([stat] if values.shape[1] == 1 else
+                     [f"{stat}_{i}" for i in range(values.shape[1])])
+            columns.update(zip(names, values.T.tolist()))
+        with open(path, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["image", *columns])
+            writer.writerows(zip(range(len(self.observed)), *columns.values()))
+        return Path(path)
+
+    def summary(self) -> dict:
+        """Per statistic: the mean p-value and the shares of images (and parts) below
+        ``EXTREME`` and above 1 - ``EXTREME``."""
+        return {stat: {"mean_p_value": values.mean().item(),
+                       f"share_below_{EXTREME}": (values < EXTREME).double().mean().item(),
+                       f"share_above_{1 - EXTREME:g}":
+                           (values > 1 - EXTREME).double().mean().item()}
+                for stat, values in self.p_values().items()}
 
 
 def _arviz_1() -> bool:
@@ -178,15 +198,13 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
         num_samples = len(next(iter(posterior_samples.values())))
     elif guide is None:
         raise ValueError("posterior_predictive needs a guide or posterior_samples")
-    cuda = [x.device] if x.device.type == "cuda" else []
     modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    with evaluating(*modules), torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with evaluating(*modules), own_random_stream(seed, x.device):
         # uncondition: Predictive alone would hand back the observed x at the x site
         predict = Predictive(poutine.uncondition(model),
                              guide=None if posterior_samples else guide,
                              posterior_samples=posterior_samples, num_samples=num_samples,
-                             return_sites=(*latent_sites(model.cfg), "x"), parallel=True)
+                             return_sites=(*model.config.latent_sites, "x"), parallel=True)
         drawn = predict(x, *guide_args)
         replicated = drawn.pop("x")
         tree = decode_latents(model, drawn)
@@ -197,47 +215,3 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
     if len(tree.levels) > 1:
         check.statistics["part_mass"] = (part_mass(tree, x), part_mass(tree, replicated))
     return check
-
-
-def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
-            samples: int = 100, seed: int = 0, fit_steps: int = FIT_STEPS,
-            data_dir: str | Path | None = None, device: str = "auto") -> dict:
-    """Posterior predictive checks of a run on its first ``images`` test images.
-
-    Writes to RUN_DIR/ppc/: ``statistics.png`` (ArviZ's PPC plot per statistic),
-    ``images.png`` (observed, mean canvas and replicated images), ``p_values.csv``
-    (per image and statistic) and ``summary.json`` (returned): per statistic the
-    mean p-value and the shares of images below ``EXTREME`` and above 1 - ``EXTREME``.
-    ``guide`` and ``fit_steps`` are as in :func:`rnp_pyro.evaluate_run`.
-    """
-    run_dir = Path(run_dir)
-    run, x, chosen, _ = run_on_test_images(run_dir, guide=guide, limit=images,
-                                           fit_steps=fit_steps, data_dir=data_dir, device=device)
-    cfg = run.config
-    name = guide or cfg.guide
-    args = guide_args(chosen, torch.arange(len(x), device=x.device), len(x))
-    check = posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
-
-    out = run_dir / PPC_DIR
-    out.mkdir(exist_ok=True)
-    check.plot_statistics(out / "statistics.png")
-    check.plot_images(out / "images.png")
-    p_values = check.p_values()
-    columns = {}
-    for stat, values in p_values.items():
-        values = values.cpu().reshape(len(x), -1)
-        names = [stat] if values.shape[1] == 1 else [f"{stat}_{i}" for i in range(values.shape[1])]
-        columns.update(zip(names, values.T.tolist()))
-    with open(out / "p_values.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["image", *columns])
-        writer.writerows(zip(range(len(x)), *columns.values()))
-    summary = {"dataset": cfg.dataset, "guide": name, "images": len(x), "samples": samples,
-               "seed": seed, "statistics": {}}
-    for stat, values in p_values.items():
-        summary["statistics"][stat] = {
-            "mean_p_value": values.mean().item(),
-            f"share_below_{EXTREME}": (values < EXTREME).double().mean().item(),
-            f"share_above_{1 - EXTREME:g}": (values > 1 - EXTREME).double().mean().item()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary

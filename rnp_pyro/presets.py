@@ -1,6 +1,7 @@
 """Named configurations taken from the papers and the authors' code.
 
-``get(name, **overrides)`` returns a fresh :class:`RNPConfig`. Sources:
+``get(name, **overrides)`` returns a fresh :class:`~rnp_pyro.config.RunConfig`, the
+overrides given by flat names (``z_dim=32``, ``lr=1e-3``, ``guide="ladder"``). Sources:
 PNAS Nexus 2023 (|z| = 8-16 for MNIST/Fashion-MNIST, 64 for Omniglot, four parts in
 the figures, Adam 1e-4, 200 epochs, 400 for Omniglot), the NeurIPS workshop paper
 (|z| = 32 for MNIST and Fashion-MNIST) and the authors' scripts (scale offsets 1.6 to
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import CONFIG_FILE, ConfigError, RNPConfig
+from .config import ConfigError, RunConfig
 
 _SMALL_PATCHES = dict(patch_size=10, materialize_weights=True)
 
@@ -46,14 +47,14 @@ def names() -> list[str]:
     return sorted(_PRESETS)
 
 
-def get(name: str, **overrides) -> RNPConfig:
+def get(name: str, **overrides) -> RunConfig:
     """The preset ``name`` with ``overrides`` applied."""
     if name not in _PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(names())}")
-    return RNPConfig(**{**_PRESETS[name], **overrides})
+    return RunConfig().replace(**{**_PRESETS[name], **overrides})
 
 
-def for_dataset(dataset: str, **overrides) -> RNPConfig:
+def for_dataset(dataset: str, **overrides) -> RunConfig:
     """The preset for a dataset name (``scenes:NAME`` uses the scenes settings,
     ``folder:PATH`` the fashion ones)."""
     base = dataset if dataset in _PRESETS else (
@@ -61,24 +62,24 @@ def for_dataset(dataset: str, **overrides) -> RNPConfig:
     return get(base, dataset=dataset, **overrides)
 
 
-def truncation(run_dir: str | Path, levels: int = 1, **overrides) -> RNPConfig:
-    """Settings that start from the run in ``run_dir`` with its top ``levels`` program
-    levels cut off (the PNAS paper's Fig. 4C): the same networks below them, a fresh
-    guide, and the hypernetworks frozen unless ``freeze`` says otherwise.
+def truncation(source: RunConfig, source_dir: str | Path, levels: int = 1,
+               **overrides) -> RunConfig:
+    """Settings that start from the run ``source`` (its config) in ``source_dir`` with
+    its top ``levels`` program levels cut off (the PNAS paper's Fig. 4C): the same
+    networks below them, a fresh guide, and the hypernetworks frozen unless ``freeze``
+    says otherwise.
 
     The dataset, epochs and the rest come from the source run unless overridden; the
     canvas keeps its size, so a lower level draws in a frame as large as the image.
     """
-    run_dir = Path(run_dir).resolve()
-    source = RNPConfig.load(run_dir / CONFIG_FILE)
-    if source.model != "rnp":
-        raise ConfigError(f"{run_dir} holds a {source.model} model; only an RNP has a tree "
-                          f"to truncate")
-    if not 1 <= levels < len(source.taus):
-        raise ConfigError(f"{run_dir} has {len(source.taus)} program levels (taus "
-                          f"{source.taus}); truncate 1 to {len(source.taus) - 1} of them, "
-                          f"not {levels}")
-    fresh = dict(init_from=str(run_dir), truncate=levels, taus=source.taus[levels:],
+    taus = source.model.taus
+    if source.model.kind != "rnp":
+        raise ConfigError(f"{source_dir} holds a {source.model.kind} model; only an RNP has a "
+                          f"tree to truncate")
+    if not 1 <= levels < len(taus):
+        raise ConfigError(f"{source_dir} has {len(taus)} program levels (taus {taus}); "
+                          f"truncate 1 to {len(taus) - 1} of them, not {levels}")
+    fresh = dict(init_from=str(Path(source_dir).resolve()), truncate=levels, taus=taus[levels:],
                  freeze=("hyper_state", "hyper_policy"), classes=None, exclude_classes=(),
                  notes={})
     return source.replace(**{**fresh, **overrides})

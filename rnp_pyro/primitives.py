@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PRIMITIVES
-
+PRIMITIVES = ("line", "curve")  # the strokes there are, by name
 PEN_WIDTH = 0.18  # stroke width as a fraction of the patch side
 
 

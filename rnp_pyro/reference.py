@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import program, spatial
+from . import spatial
 from .model import RNP
 
 
@@ -21,18 +21,17 @@ def depth_first_canvas(model: RNP, z: torch.Tensor) -> torch.Tensor:
 
 def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
     """RNPdecoder(z, level): the canvas of one node per image, in that node's frame."""
-    cfg = model.cfg
-    last = depth == len(cfg.taus) - 1
-    state, policy = model.programs(z, depth, leaves_next=last)
-    canvas = z.new_zeros(z.shape[0], *cfg.image_shape)
-    programs = program.Programs(state, policy)
-    child, action, hidden = programs.first  # (B, 1, .): one step at a time
-    for _ in range(cfg.taus[depth]):
-        child, action, hidden = programs.step(child, action, hidden)
+    config = model.config
+    last = depth == len(config.taus) - 1
+    programs = model.program(z, depth, patches=last)
+    canvas = z.new_zeros(z.shape[0], *config.image_shape)
+    carry = programs.start()  # (B, 1, .): one step at a time
+    for _ in range(config.taus[depth]):
+        carry = programs.step(carry)
         if last:
-            drawn = model.patches(state, child, depth)[:, 0]
+            drawn = model.patches(programs, carry.latent)[:, 0]
         else:
-            drawn = _node(model, child[:, 0], depth + 1)
-        canvas = canvas + spatial.place(drawn, action[:, 0], cfg.scale_offset,
-                                        cfg.rotation_range, size=cfg.image_size)
+            drawn = _node(model, carry.latent[:, 0], depth + 1)
+        canvas = canvas + spatial.place(drawn, carry.action[:, 0], config.scale_offset,
+                                        config.rotation_range, size=config.image_size)
     return canvas

@@ -25,40 +25,41 @@ from .infer.objectives import make_objective
 __all__ = ["TrainStep"]
 
 EAGER_STEPS = 3  # steps before a capture: the first validated, then the caches warm
-# guides whose step is the same device work every time (the refined guide's inner
-# loop and the per-image guides' indices are not)
-CAPTURABLE_GUIDES = ("encoder", "ladder")
 
 
 class TrainStep:
-    """``step(x, indices)`` trains ``parameters`` of ``model`` and ``guide`` on one batch.
+    """``step(x, indices)`` trains ``parameters`` of ``model`` and ``guide`` on one batch,
+    with the objective and optimiser settings of ``train`` (a TrainConfig).
 
     Returns the batch's loss in nats per image and whether the step was taken (both
     0-d tensors on the device). A step whose loss or gradient is not finite is
     skipped whole: fused Adam leaves weights and moments alone when ``found_inf``
     is 1 (the protocol of torch.amp.GradScaler), and every rank skips when one does.
 
+    ``bf16_autocast`` runs the loss and its gradient under bfloat16 autocast.
     ``cuda_graphs``: capture the step as a CUDA graph after EAGER_STEPS eager ones
     and replay it for every batch of the same size (on a single CUDA device with the
-    ``elbo`` objective and a guide from CAPTURABLE_GUIDES; elsewhere the step stays
-    eager).
+    ``elbo`` objective and a guide that declares itself ``graph_capturable``; elsewhere
+    the step stays eager).
     """
 
-    def __init__(self, cfg, model, guide, parameters: list[torch.Tensor], dataset_size: int,
-                 place: distributed.Place = distributed.Place(), cuda_graphs: bool = False):
-        self.cfg, self.model, self.guide = cfg, model, guide
+    def __init__(self, model, guide, parameters: list[torch.Tensor], dataset_size: int, train, *,
+                 place: distributed.Place = distributed.Place(), bf16_autocast: bool = False,
+                 cuda_graphs: bool = False):
+        self.model, self.guide, self.train = model, guide, train
         self.parameters, self.dataset_size, self.place = parameters, dataset_size, place
-        self.objective = make_objective(cfg.objective, cfg.num_particles)
+        self.bf16_autocast = bf16_autocast
+        self.objective = make_objective(train.objective, train.num_particles)
         # the loss as a module (Pyro's ELBOModule): DDP averages its gradients over ranks
         self.loss = None
         if hasattr(self.objective, "differentiable_loss"):
             self.loss = self.objective(model, guide)
             if place.parallel:
                 self.loss = DistributedDataParallel(self.loss)
-        self.optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        self.optimizer = torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay,
                                           fused=True)
-        self.cuda_graphs = (cuda_graphs and not place.parallel and cfg.objective == "elbo"
-                            and cfg.guide in CAPTURABLE_GUIDES)
+        self.cuda_graphs = (cuda_graphs and not place.parallel and train.objective == "elbo"
+                            and getattr(guide, "graph_capturable", False))
         self.taken = 0  # steps this object has taken
         self.graph = None  # (graph, static x, static outputs) once captured
 
@@ -94,7 +95,7 @@ class TrainStep:
 
     def _eager(self, x: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss = self._backward(x, indices)
-        grad_norm = clip_grad_norm_(self.parameters, self.cfg.grad_clip or math.inf)
+        grad_norm = clip_grad_norm_(self.parameters, self.train.grad_clip or math.inf)
         found_inf = distributed.any_rank(
             (~(torch.isfinite(loss) & torch.isfinite(grad_norm))).float(), self.place)
         self.optimizer.found_inf = found_inf
@@ -106,7 +107,7 @@ class TrainStep:
         """The batch's loss in nats per image (a tensor), its gradient accumulated."""
         args = guide_args(self.guide, indices, self.dataset_size)
         per = loss_divisor(self.guide, len(x), self.dataset_size)
-        autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=self.cfg.bf16_autocast)
+        autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=self.bf16_autocast)
         if self.loss is not None:  # the loss stays on the device
             with autocast:
                 loss = self.loss(x, *args).float() / per

@@ -1,6 +1,6 @@
 """Figures of parse trees: what the model draws, and which part drew what; and the
-papers' figures of a trained run (``figures_run``): clusters of programs,
-interpolation, composition and transfer.
+papers' figures of a model and guide on given images (:func:`paper_figures`):
+parses, samples, clusters of programs, interpolation and composition.
 
 Parts are coloured in the papers' order (blue, red, green, orange, ...) and summed on
 black, so that overlapping parts mix their colours and each stroke shows its author.
@@ -14,14 +14,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 from . import guides, spatial
-from .evaluate import guide_for, run_on_test_images, test_images
 from .infer.fitting import guide_args
-from .modes import evaluating
-from .run import load_run
+from .modes import evaluating, own_random_stream
 from .tree import Level, Tree
 
 PART_COLOURS = (
@@ -39,7 +35,6 @@ GAP = 2  # white pixels between panels
 BORDER = 2  # pixels of a panel's frame (coloured around a part's box, black elsewhere)
 HEADER = 16  # pixels of the column labels above a parse figure
 BLACK = (0.0, 0.0, 0.0)
-FIGURES_DIR = "figures"  # inside a run folder: what ``figures_run`` writes
 
 
 def colour_parts(placed: torch.Tensor, palette=PART_COLOURS) -> torch.Tensor:
@@ -83,7 +78,7 @@ def parse_figure(tree: Tree, images: torch.Tensor, path: str | Path, max_images:
             colour = PART_COLOURS[t % len(PART_COLOURS)]
             columns[f"part {t + 1}"] = _framed(boxes[:, t], zoom, colour)
     cells = torch.stack(list(columns.values()), 1).flatten(0, 1)  # row by row
-    grid = make_grid(cells, nrow=len(columns), padding=GAP, pad_value=1.0)
+    grid = _grid(cells, nrow=len(columns))
     return _save(grid, path, labels=list(columns), cell_width=cells.shape[-1])
 
 
@@ -96,26 +91,8 @@ def samples_figure(tree: Tree, path: str | Path, coloured: bool = True, nrow: in
     blocks = [_rgb(tree.canvas)]
     if coloured and len(tree.levels) > 1:
         blocks.append(colour_parts(_display(tree.levels[1].placed)))
-    grids = [make_grid(_framed(block, zoom), nrow=nrow, padding=GAP, pad_value=1.0) for block in blocks]
+    grids = [_grid(_framed(block, zoom), nrow=nrow) for block in blocks]
     return _save(torch.cat(grids, -2), path)
-
-
-def save_run_figures(model, guide, images: torch.Tensor, out_dir: str | Path, n: int = 8) -> list[Path]:
-    """Parse figure of the guide's mean for the first ``n`` images, and ``n`` prior samples.
-
-    ``images`` must be on the device of the model and guide; a per-image guide must
-    have been fitted to them (as its dataset). Writes ``reconstructions.png`` and
-    ``samples.png`` into ``out_dir`` and returns their paths.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    indices = torch.arange(min(n, len(images)), device=images.device)
-    shown = images[indices]
-    with evaluating(model, guide):
-        parsed = guides.reconstruct(model, guide, shown, *guide_args(guide, indices, len(images)))
-        sampled = model.sample(n)
-    return [parse_figure(parsed, shown, out_dir / "reconstructions.png", max_images=n),
-            samples_figure(sampled, out_dir / "samples.png")]
 
 
 def parse_trees(model, guide, images: torch.Tensor, batch_size: int = 500) -> Tree:
@@ -197,7 +174,7 @@ def interpolation_figure(model, starts: torch.Tensor, ends: torch.Tensor, path: 
     line = torch.lerp(starts, ends, weights).transpose(0, 1)  # (P, steps, |z|)
     with evaluating(model):
         canvases = model.decode(line).canvas.flatten(0, 1)
-    grid = make_grid(_framed(_rgb(canvases), zoom), nrow=steps, padding=GAP, pad_value=1.0)
+    grid = _grid(_framed(_rgb(canvases), zoom), nrow=steps)
     return _save(grid, path)
 
 
@@ -226,8 +203,8 @@ def composition_figure(model, tree: Tree, pairs: list[tuple[int, int]], path: st
                        zoom: int = 2) -> Path:
     """The PNAS paper's Figure 2E: one row of :func:`compose` per pair (A, B) of indices
     into ``tree``, one column per kind of combination."""
-    cfg = model.cfg
-    rows = [compose(tree, a, b, cfg.scale_offset, cfg.rotation_range) for a, b in pairs]
+    config = model.config
+    rows = [compose(tree, a, b, config.scale_offset, config.rotation_range) for a, b in pairs]
     return columns_figure({name: torch.stack([row[name] for row in rows]) for name in rows[0]},
                           path, zoom)
 
@@ -236,49 +213,27 @@ def columns_figure(columns: dict[str, torch.Tensor], path: str | Path, zoom: int
     """Labelled columns of images, each (N, C, H, W): one row per image."""
     cells = torch.stack([_rgb(images) for images in columns.values()], 1).flatten(0, 1)
     cells = _framed(cells, zoom)
-    grid = make_grid(cells, nrow=len(columns), padding=GAP, pad_value=1.0)
+    grid = _grid(cells, nrow=len(columns))
     return _save(grid, path, labels=list(columns), cell_width=cells.shape[-1])
 
 
-def transfer_figure(base, adapted: dict, path: str | Path, *, shown: int = 8,
-                    data_dir: str | Path | None = None, zoom: int = 3) -> Path:
-    """The PNAS paper's Figure 3B: test images of the class the ``adapted`` runs
-    ({label: Run}) were adapted to, and their reconstructions by the ``base`` run
-    (unadapted) and by each adapted run."""
-    first = next(iter(adapted.values())).config
-    device = next(base.model.parameters()).device
-    x = test_images(first, limit=shown, data_dir=data_dir, device=device)
-    columns = {"input": x}
-    for label, run in {"unadapted": base, **adapted}.items():
-        guide, _ = guide_for(run.model, run.guide, run.config, run.config.guide, x)
-        columns[label] = parse_trees(run.model, guide, x).canvas
-    return columns_figure(columns, path, zoom)
-
-
-def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, seed: int = 0,
-                transfer: dict | None = None, data_dir: str | Path | None = None,
-                device: str = "auto") -> list[Path]:
-    """The papers' figures of a trained run, from its first ``images`` test images, as
-    PNGs in RUN_DIR/figures/; the same ``seed`` gives the same figures.
+def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: int = 10,
+                  seed: int = 0) -> list[Path]:
+    """The papers' figures of a model and guide on images x, as PNGs in ``out``; the
+    same ``seed`` gives the same figures.
 
     parses.png (Fig. 2A), samples.png (prior samples, Fig. 3A), clusters_top.png and
     clusters_parts.png (t-SNE and k-means of top-level and part-level programs with
     each cluster's centre decoded, Fig. 2B), interpolation.png (between top-level
     cluster centres, Fig. 2D) and composition.png (programs of two images combined,
     Fig. 2E). A model without parts (the conv VAE) gets the figures that need none.
-    ``transfer`` ({label: run folder} of runs adapted from this one to a held-out
-    class) adds transfer.png (Fig. 3B).
+    The guide must be amortized, or fitted to x as its dataset.
     """
-    run_dir = Path(run_dir)
-    run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
-                                          device=device)
-    cfg, model, device = run.config, run.model, x.device
-    out = run_dir / FIGURES_DIR
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    out, device, z_dim = Path(out), x.device, model.config.z_dim
+    with own_random_stream(seed, device):
         tree = parse_trees(model, guide, x)
         with evaluating(model):
-            sampled = model.decode(torch.randn(16, cfg.z_dim, device=device))
+            sampled = model.decode(torch.randn(16, z_dim, device=device))
     paths = [parse_figure(tree, x, out / "parses.png"), samples_figure(sampled, out / "samples.png")]
 
     top = tree.levels[0].latents[:, 0]
@@ -300,9 +255,6 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     if len(tree.levels) > 1:
         couples = [(i, i + 1) for i in range(0, min(8, len(x) - 1), 2)]
         paths.append(composition_figure(model, tree, couples, out / "composition.png"))
-    if transfer:
-        adapted = {label: load_run(folder, device=device) for label, folder in transfer.items()}
-        paths.append(transfer_figure(run, adapted, out / "transfer.png", data_dir=data_dir))
     return paths
 
 
@@ -327,8 +279,17 @@ def _framed(images: torch.Tensor, zoom: int, colour=BLACK) -> torch.Tensor:
     return frame
 
 
+def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """(N, 3, h, w) panels -> one (3, H, W) grid, GAP white pixels apart."""
+    from torchvision.utils import make_grid  # imported when drawing: torchvision loads slowly
+
+    return make_grid(images, nrow=nrow, padding=GAP, pad_value=1.0)
+
+
 def _save(grid: torch.Tensor, path: str | Path, labels=(), cell_width: int = 0) -> Path:
     """Write a (3, H, W) grid as a PNG, with one label centred above each column if given."""
+    from PIL import Image, ImageDraw, ImageFont
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = grid.mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()

@@ -22,7 +22,7 @@ def isolated_places(tmp_path, monkeypatch):
     """No test reads or writes the user's cache or the system's datasets unless it says so."""
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(data.files, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
 
 
 # ------------------------------------------------------------------ original file formats
@@ -84,7 +84,7 @@ def test_data_dir_comes_before_the_cache(tmp_path):
 
 def test_debian_style_folder_is_read_without_writing_there(tmp_path, monkeypatch):
     system = write_mnist_files(tmp_path / "usr-share-fashion", train=4)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", system)
+    monkeypatch.setattr(data.files, "DEBIAN_FASHION_MNIST", system)
     before = sorted(os.listdir(system))
     system.chmod(0o555)
     try:
@@ -243,7 +243,7 @@ def test_folder_without_classes_has_no_labels_and_splits_by_subfolder(tmp_path):
 @pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists(),
                     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", REAL_FASHION)
+    monkeypatch.setattr(data.files, "DEBIAN_FASHION_MNIST", REAL_FASHION)
     before = sorted(os.listdir(REAL_FASHION))
     test = load_images("fashion", train=False, download=False)
     assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.float32

@@ -1,9 +1,10 @@
 """Guides: distributions q(latents | x) whose sample sites match the model's.
 
 Every guide takes the model's arguments ``(x, indices=None, dataset_size=None)``.
-Guides with ``per_image = True`` keep parameters per dataset image and need the
-indices; the others are amortized and ignore them. :func:`reconstruct` decodes any
-guide's means.
+Guide classes are found by name in a registry (:mod:`.registry`), and each declares
+what it supports (``per_image``, ``data_parallel``, ``stochastic_levels``,
+``graph_capturable``); :func:`build` makes the one a :class:`GuideConfig` names.
+:func:`reconstruct` decodes any guide's means.
 """
 
 from __future__ import annotations
@@ -12,35 +13,28 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from ..config import GUIDES, ConfigError, RNPConfig, top_site
+from .registry import (Guide, GuideConfig, guide_class, guide_for_model, is_per_image, names,
+                       register)
 from .encoder import EncoderGuide
-from .ladder import LadderGuide
 from .local import ImageDelta, ImageNormal
+from .ladder import LadderGuide
 from .refined import RefinedGuide
 
-__all__ = ["GUIDES", "EncoderGuide", "ImageDelta", "ImageNormal", "LadderGuide", "RefinedGuide",
-           "decode_latents", "make", "posterior_means", "reconstruct"]
+__all__ = ["EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal", "LadderGuide",
+           "RefinedGuide", "build", "decode_latents", "guide_class", "is_per_image", "names",
+           "posterior_means", "reconstruct", "register"]
 
 
-def make(name: str, cfg: RNPConfig, model, example=None, dataset_size: int | None = None):
-    """The guide ``name`` (one of GUIDES) for ``model``.
+def build(config: GuideConfig, model, *, example=None, dataset_size: int | None = None,
+          bf16_encoder: bool = False):
+    """The guide ``config`` names, fresh, for ``model``.
 
-    Per-image guides ("normal", "delta") need ``dataset_size`` and one ``example``
-    batch of images, from which Pyro lays out their parameters.
+    Per-image guides need ``dataset_size`` and one ``example`` batch of images, from
+    which Pyro lays out their parameters.
     """
-    if name == "encoder":
-        return EncoderGuide(cfg, model=model)
-    if name == "refined":
-        return RefinedGuide(cfg, model=model)
-    if name == "ladder":
-        return LadderGuide(cfg, model)
-    if name in ("normal", "delta"):
-        if dataset_size is None or example is None:
-            raise ValueError(f"the per-image guide {name!r} needs dataset_size and an example batch")
-        guide = ImageNormal(model) if name == "normal" else ImageDelta(model)
-        guide.initialise(example, dataset_size)
-        return guide
-    raise ConfigError(f"unknown guide {name!r}; choose one of {', '.join(GUIDES)}")
+    cls = guide_for_model(config.kind, model.config.stochastic_levels)
+    return cls.from_config(model, config, example=example, dataset_size=dataset_size,
+                           bf16_encoder=bf16_encoder)
 
 
 class _Means(Messenger):
@@ -73,5 +67,5 @@ def decode_latents(model, latents: dict):
     """The parse tree of given latent values {site: value}: z^K decoded, each lower
     level's site (when there are any) held at its given value."""
     lower = dict(latents)
-    top = lower.pop(top_site(model.cfg))
+    top = lower.pop(model.config.top_site)
     return poutine.condition(model.decode, data=lower)(top)

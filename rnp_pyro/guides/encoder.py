@@ -8,32 +8,38 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
-from ..config import RNPConfig, top_site
 from ..encoder import ResNetEncoder
 from ..plates import data_plate
+from .registry import Guide, GuideConfig, register
 
 __all__ = ["EncoderGuide"]
 
 
-class EncoderGuide(PyroModule):
+@register
+class EncoderGuide(Guide, PyroModule):
     """q(z^K | x) = Normal(encoder(x)), one draw per image of the "data" plate.
 
-    With ``cfg.stochastic_levels`` the lower levels are drawn from the model's own
+    With stochastic per-level latents the lower levels are drawn from the model's own
     conditional prior (``model.sample_lower_levels``), so their log-density ratio
     cancels and only z^K is inferred. The model is kept as a plain reference, not a
     submodule, so the guide's parameters and state_dict hold only the encoder.
     """
 
-    def __init__(self, cfg: RNPConfig, model=None):
-        super().__init__()
-        if cfg.stochastic_levels and model is None:
-            raise ValueError("with stochastic_levels the guide samples the lower levels from the "
-                             "model's prior: pass EncoderGuide(cfg, model=model)")
-        self.cfg = cfg
-        self.encoder = ResNetEncoder(cfg)
-        object.__setattr__(self, "model", model)
+    name = "encoder"
+    data_parallel = True
+    graph_capturable = True
 
-    per_image = False  # amortized: no parameters of its own per dataset image
+    def __init__(self, model, config: GuideConfig | None = None, *, bf16_encoder: bool = False):
+        super().__init__()
+        self.config = config = config or GuideConfig()
+        object.__setattr__(self, "model", model)
+        tree = model.config
+        self.encoder = ResNetEncoder(tree.image_shape, tree.z_dim, bf16=bf16_encoder,
+                                     **config.encoder_options())
+
+    @classmethod
+    def from_config(cls, model, config, *, example=None, dataset_size=None, bf16_encoder=False):
+        return cls(model, config, bf16_encoder=bf16_encoder)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(*B, C, H, W) images in [0, 1] -> (*B, |z|) loc and scale of q(z^K | x)."""
@@ -45,9 +51,10 @@ class EncoderGuide(PyroModule):
 
     def sample(self, x, loc, scale, indices=None, dataset_size=None) -> torch.Tensor:
         """The guide's sample sites for q(z^K | x) = Normal(loc, scale)."""
-        with data_plate(x, indices, dataset_size), poutine.scale(scale=self.cfg.kl_weight):
-            z_top = pyro.sample(top_site(self.cfg), dist.Normal(loc, scale).to_event(1))
-            if self.cfg.stochastic_levels:
+        tree = self.model.config
+        with data_plate(x, indices, dataset_size), poutine.scale(scale=tree.kl_weight):
+            z_top = pyro.sample(tree.top_site, dist.Normal(loc, scale).to_event(1))
+            if tree.stochastic_levels:
                 self.sample_lower_levels(z_top, x)
         return z_top
 

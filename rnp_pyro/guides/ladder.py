@@ -1,6 +1,6 @@
 """A structured guide for stochastic per-level latents: top-down, ladder style.
 
-With ``cfg.stochastic_levels`` the model has a site per tree level below the top,
+With stochastic per-level latents the model has a site per tree level below the top,
 ``z{k} ~ Normal(m_k, level_scale)`` with ``m_k`` the child latents that the parents'
 programs emit. :class:`~rnp_pyro.guides.EncoderGuide` infers only z^K and draws the
 lower levels from that prior. :class:`LadderGuide` infers them too, top-down over
@@ -11,8 +11,8 @@ the tree, as the model generates them:
     (delta, scale)        = head([features(crop), m_k])
 
 where ``m_k`` and each node's action come from running the *model's own* programs
-on the parent latents the guide has sampled (``model.programs`` and
-:func:`rnp_pyro.program.run`, as in ``RNP.grow``), and ``crop`` is the region of x
+on the parent latents the guide has sampled (``model.program``, as in
+``RNP.level``), and ``crop`` is the region of x
 under the node: the root's crop is x, a child's is its parent's crop cropped under
 the child's action (:func:`rnp_pyro.spatial.crop`). One small network encodes the
 crops of every level (bottom-up evidence). The head's output layer starts at zero,
@@ -35,10 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import program, spatial
-from ..config import ConfigError, RNPConfig, site_name
+from .. import spatial
 from ..encoder import SCALE_FLOOR
+from ..errors import ConfigError
+from ..model import site_name
 from .encoder import EncoderGuide
+from .registry import GuideConfig, register
 
 __all__ = ["LadderGuide", "CropEncoder", "LevelPosterior"]
 
@@ -85,53 +87,53 @@ class LevelPosterior(nn.Module):
         return delta, F.softplus(raw_scale) + SCALE_FLOOR
 
 
+@register
 class LadderGuide(EncoderGuide):
     """q(z^K | x) q(z^{K-1} | z^K, x) ... q(z^0 | z^1, x), one site per level as in the model.
 
-    ``LadderGuide(cfg, model)`` needs ``cfg.stochastic_levels`` and the :class:`RNP`
-    whose programs give each level's prior means and actions. q(z^K | x) is the
-    encoder guide's; the levels below replace its draws from the model's prior.
+    ``LadderGuide(model)`` needs a model with stochastic per-level latents, whose
+    programs give each level's prior means and actions. q(z^K | x) is the encoder
+    guide's; the levels below replace its draws from the model's prior.
     """
 
-    def __init__(self, cfg: RNPConfig, model, crop_width: int = 16, features: int = 64,
-                 hidden: int = 64):
-        if not cfg.stochastic_levels:
+    name = "ladder"
+    stochastic_levels = "required"
+
+    def __init__(self, model, config: GuideConfig | None = None, *, bf16_encoder: bool = False,
+                 crop_width: int = 16, features: int = 64, hidden: int = 64):
+        tree = getattr(model, "config", None)
+        if not hasattr(model, "program"):
+            raise ConfigError("LadderGuide runs the model's programs top-down: pass "
+                              "LadderGuide(model) with the RNP it guides")
+        if not tree.stochastic_levels:
             raise ConfigError("LadderGuide infers the per-level latents of a model with "
-                              "stochastic_levels=True; this config has a deterministic tree "
+                              "stochastic_levels=True; this model has a deterministic tree "
                               "(stochastic_levels=False), whose only latent is z^K: use "
                               "EncoderGuide, or set stochastic_levels=True")
-        if model is None or not hasattr(model, "programs"):
-            raise ValueError("LadderGuide runs the model's programs top-down: pass "
-                             "LadderGuide(cfg, model) with the RNP it guides")
-        model_cfg = getattr(model, "cfg", cfg)
-        if (tuple(model_cfg.taus), model_cfg.z_dim) != (tuple(cfg.taus), cfg.z_dim):
-            raise ConfigError(f"the model's tree (taus={model_cfg.taus}, z_dim={model_cfg.z_dim}) "
-                              f"differs from the guide's (taus={cfg.taus}, z_dim={cfg.z_dim})")
-        super().__init__(cfg, model=model)
-        self.crop_encoder = CropEncoder(cfg.channels, crop_width, features)
-        self.posterior = LevelPosterior(features, cfg.z_dim, cfg.level_scale, hidden)
+        super().__init__(model, config, bf16_encoder=bf16_encoder)
+        self.crop_encoder = CropEncoder(tree.channels, crop_width, features)
+        self.posterior = LevelPosterior(features, tree.z_dim, tree.level_scale, hidden)
 
     def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
         """Sample sites z{K-1} ... z0 top-down given z^K (*B, |z|) and the images x.
 
         Returns the sampled latents of each level below the top, (*B, n_k, |z|).
         """
-        cfg = self.cfg
+        tree = self.model.config
         lead = z_top.shape[:-1]
-        parents = z_top.reshape(-1, cfg.z_dim)  # (N * n, |z|), batch-major
-        crops = x.expand(*lead, *cfg.image_shape).reshape(-1, *cfg.image_shape)
+        parents = z_top.reshape(-1, tree.z_dim)  # (N * n, |z|), batch-major
+        crops = x.expand(*lead, *tree.image_shape).reshape(-1, *tree.image_shape)
         levels = []
-        for depth, tau in enumerate(cfg.taus):
-            state, policy = self.model.programs(parents, depth, leaves_next=False)
-            means, actions = program.run(state, policy, tau)  # (N * n, tau, .)
-            crops = spatial.crop(crops.unsqueeze(1).expand(-1, tau, *cfg.image_shape), actions,
-                                 cfg.scale_offset, cfg.rotation_range)
-            crops = crops.reshape(-1, *cfg.image_shape)  # (N * n * tau, C, H, W)
-            means = means.reshape(-1, cfg.z_dim)
+        for depth, tau in enumerate(tree.taus):
+            means, actions = self.model.program(parents, depth).run(tau)  # (N * n, tau, .)
+            crops = spatial.crop(crops.unsqueeze(1).expand(-1, tau, *tree.image_shape), actions,
+                                 tree.scale_offset, tree.rotation_range)
+            crops = crops.reshape(-1, *tree.image_shape)  # (N * n * tau, C, H, W)
+            means = means.reshape(-1, tree.z_dim)
             delta, scale = self.posterior(self.crop_encoder(crops), means)
-            shaped = (*lead, -1, cfg.z_dim)
+            shaped = (*lead, -1, tree.z_dim)
             q = dist.Normal((means + delta).reshape(shaped), scale.reshape(shaped)).to_event(2)
-            children = pyro.sample(site_name(len(cfg.taus) - depth - 1), q)
+            children = pyro.sample(site_name(len(tree.taus) - depth - 1), q)
             levels.append(children)
-            parents = children.reshape(-1, cfg.z_dim)
+            parents = children.reshape(-1, tree.z_dim)
         return levels

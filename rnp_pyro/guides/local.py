@@ -9,18 +9,34 @@ against (its amortization gap).
 
 from __future__ import annotations
 
+import pyro
 import torch
 from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 
-from ..config import top_site
 from ..plates import data_plate
+from .registry import Guide, register
 
 __all__ = ["ImageDelta", "ImageNormal"]
 
 
-class _PerImage:
+class _PerImage(Guide):
     per_image = True
+
+    @classmethod
+    def from_config(cls, model, config, *, example=None, dataset_size=None, bf16_encoder=False):
+        if dataset_size is None or example is None:
+            raise ValueError(f"the per-image guide {cls.name!r} needs dataset_size and an "
+                             f"example batch")
+        guide = cls(model)
+        guide.initialise(example, dataset_size)
+        return guide
+
+    def __call__(self, *args, **kwargs):
+        # Its parameters live in the guide, whatever pyro.settings say, so that two
+        # such guides in one process never share them by name in Pyro's global store.
+        with pyro.settings.context(module_local_params=True):
+            return super().__call__(*args, **kwargs)
 
     def initialise(self, x: torch.Tensor, dataset_size: int) -> None:
         """Create the parameters for ``dataset_size`` images (Pyro creates them lazily)."""
@@ -35,26 +51,32 @@ class _PerImage:
                 unconstrained.copy_(biject_to(constraint).inv(value))
 
 
+@register
 class ImageNormal(_PerImage, AutoNormal):
     """A diagonal Normal per image and latent site (pyro.infer.autoguide.AutoNormal)."""
 
+    name = "normal"
+
     def __init__(self, model, init_scale: float = 0.1):
         super().__init__(model, init_scale=init_scale, create_plates=data_plate)
-        self.top = top_site(model.cfg)
+        self.top = model.config.top_site
 
     def _top_parameters(self, top, loc, scale):
         return [(self.locs, top, loc), (self.scales, top, scale)]
 
 
+@register
 class ImageDelta(_PerImage, AutoDelta):
     """A point estimate per image and latent site, MAP (pyro.infer.autoguide.AutoDelta).
 
     Its "ELBO" is the log joint density at the point, not a bound on log p(x).
     """
 
+    name = "delta"
+
     def __init__(self, model):
         super().__init__(model, create_plates=data_plate)
-        self.top = top_site(model.cfg)
+        self.top = model.config.top_site
 
     def _top_parameters(self, top, loc, scale):
         return [(self, top, loc)]

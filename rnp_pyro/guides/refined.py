@@ -2,7 +2,7 @@
 
 The papers name iterative, prediction-error-driven inference of z as future work;
 this is its simplest form: q(z^K | x) starts at the encoder's Normal and takes
-``cfg.refine_steps`` Adam steps on each image's own ELBO over its mean and log
+``refine_steps`` Adam steps on each image's own ELBO over its mean and log
 scale, with the networks held fixed. Adam's update is elementwise, so one optimizer
 over the batch is exactly one optimizer per image.
 """
@@ -14,10 +14,12 @@ import pyro
 from pyro import poutine
 
 from .encoder import EncoderGuide
+from .registry import register
 
 __all__ = ["RefinedGuide"]
 
 
+@register
 class RefinedGuide(EncoderGuide):
     """The encoder guide, refined per image before it samples.
 
@@ -26,6 +28,10 @@ class RefinedGuide(EncoderGuide):
     its own output, so it keeps learning to start the refinement well.
     """
 
+    name = "refined"
+    data_parallel = False  # each image's refinement is its own inner loop
+    graph_capturable = False
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, scale = super().encode(x)
         refined_loc, refined_scale = self.refine(x, loc.detach(), scale.detach())
@@ -33,11 +39,11 @@ class RefinedGuide(EncoderGuide):
 
     def refine(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loc, scale) after ``steps`` (default cfg.refine_steps) Adam steps on -ELBO(x_i)."""
-        steps = self.cfg.refine_steps if steps is None else steps
+        """(loc, scale) after ``steps`` (default config.refine_steps) Adam steps on -ELBO(x_i)."""
+        steps = self.config.refine_steps if steps is None else steps
         loc = loc.clone().requires_grad_(True)
         log_scale = scale.log().requires_grad_(True)
-        optimizer = torch.optim.Adam([loc, log_scale], lr=self.cfg.refine_lr)
+        optimizer = torch.optim.Adam([loc, log_scale], lr=self.config.refine_lr)
         elbo = pyro.infer.Trace_ELBO()
         # blocked: the inner traces must not reach a trace or plate the caller runs
         with torch.enable_grad(), poutine.block():

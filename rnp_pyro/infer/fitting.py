@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..data import batch_indices
-from ..modes import frozen
+from ..guides.registry import is_per_image
+from ..modes import frozen, own_random_stream
 from .objectives import make_objective
 
 __all__ = ["fit_guide", "guide_args", "loss_divisor"]
@@ -18,14 +19,14 @@ __all__ = ["fit_guide", "guide_args", "loss_divisor"]
 
 def guide_args(guide, indices: torch.Tensor, dataset_size: int) -> tuple:
     """The extra model/guide arguments of a batch: its indices for per-image guides."""
-    return (indices, dataset_size) if getattr(guide, "per_image", False) else ()
+    return (indices, dataset_size) if is_per_image(guide) else ()
 
 
 def loss_divisor(guide, batch_size: int, dataset_size: int) -> int:
     """What a batch's loss is divided by to be in nats per image: the dataset size for
     per-image guides (their subsampled plate scales the loss up to the whole dataset),
     else the batch size."""
-    return dataset_size if getattr(guide, "per_image", False) else batch_size
+    return dataset_size if is_per_image(guide) else batch_size
 
 
 def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int = 500,
@@ -41,9 +42,7 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
     optimizer = torch.optim.Adam(parameters, lr=lr)
     generator = torch.Generator().manual_seed(seed)
     count, losses = len(images), []
-    cuda = [images.device] if images.device.type == "cuda" else []
-    with frozen(model), torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with frozen(model), own_random_stream(seed, images.device):
         while len(losses) < steps:
             for indices in batch_indices(count, batch_size, shuffle=True, generator=generator,
                                          device=images.device):

@@ -11,7 +11,6 @@ anything computed from its samples) can be checked against it.
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from pyro.infer.mcmc import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from pyro.util import get_rng_state, set_rng_state
 
-from ..config import top_site
 from ..modes import frozen
 
 __all__ = ["MCMCPosterior", "mcmc_posterior"]
@@ -76,7 +74,7 @@ def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_ste
     """NUTS draws of z^K from the posterior p(z^K | x) of ``model`` for images x (B, C, H, W).
 
     The networks are frozen (eval mode, no parameter gradients) and restored after.
-    The posterior is the model's as written, its prior scaled by ``cfg.kl_weight``
+    The posterior is the model's as written, its prior scaled by its ``kl_weight``
     (the true posterior when that is 1, the default). The global RNG state is
     restored afterwards.
 
@@ -93,7 +91,7 @@ def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_ste
     than B separate ones; the diagonal mass matrix adapts per image and coordinate
     (``full_mass`` adapts a dense one instead, which needs far more warmup draws).
 
-    ``fp32`` samples a copy of the model with ``cfg.bf16_decoder`` off (same weights):
+    ``fp32`` samples with the model's ``bf16_decoder`` switched off (and back on after):
     Hamiltonian dynamics assume a smooth potential, and bfloat16 rounding makes it
     rough, which shrinks the adapted step. ``jit`` compiles the potential with
     ``torch.jit.trace`` (Pyro's ``jit_compile``), which saves per-step overhead on a CPU.
@@ -102,33 +100,32 @@ def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_ste
     posterior of a trained model is badly conditioned for a diagonal mass matrix, so
     trajectories often reach the cap, and the cap bounds the time per draw.
     """
-    cfg = getattr(model, "cfg", None)
-    if getattr(cfg, "stochastic_levels", False):
+    tree = model.config
+    if tree.stochastic_levels:
         raise ValueError("NUTS here samples z^K only, but this model has stochastic_levels: its "
                          "per-level latents would need sampling too; use a model with "
                          "stochastic_levels=False")
     if num_chains < 1 or num_samples < 1 or warmup_steps < 0:
         raise ValueError(f"need num_chains >= 1, num_samples >= 1 and warmup_steps >= 0; got "
                          f"{num_chains}, {num_samples}, {warmup_steps}")
-    site = top_site(cfg)
-    target = model
-    if fp32 and getattr(cfg, "bf16_decoder", False):
-        target = copy.deepcopy(model)
-        target.cfg = cfg.replace(bf16_decoder=False)
+    site = tree.top_site
+    bf16_decoder = getattr(model, "bf16_decoder", False)
 
     seeds = np.random.SeedSequence(seed).generate_state(num_chains).tolist()
     rng = get_rng_state()
     result = MCMCPosterior(site, torch.empty(0))
     chains = []
     try:
-        with frozen(target), warnings.catch_warnings():
+        if fp32 and bf16_decoder:
+            model.bf16_decoder = False
+        with frozen(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated")
             for chain, chain_seed in enumerate(seeds):
                 pyro.set_rng_seed(chain_seed)
                 start = _initial_point(init, chain, x, site)
                 stats = _SamplerStats()
-                kernel = NUTS(target, target_accept_prob=target_accept_prob,
+                kernel = NUTS(model, target_accept_prob=target_accept_prob,
                               max_tree_depth=max_tree_depth, full_mass=full_mass,
                               init_strategy=init_to_sample,
                               jit_compile=jit, ignore_jit_warnings=True)
@@ -144,6 +141,8 @@ def mcmc_posterior(model, x: torch.Tensor, *, num_samples: int = 200, warmup_ste
                 result.divergences.append(stats.divergences)
     finally:
         set_rng_state(rng)
+        if bf16_decoder:
+            model.bf16_decoder = True
     result.draws = torch.stack(chains)
     return result
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pyro.infer
 from pyro.distributions.util import is_identically_zero
 
-from ..config import OBJECTIVES, ConfigError
+from ..errors import ConfigError
+
+# Trace_ELBO, TraceMeanField_ELBO, RenyiELBO(alpha=0) (importance weighted), TraceGraph_ELBO
+OBJECTIVES = ("elbo", "meanfield", "iwae", "tracegraph")
+# those whose loss is a differentiable tensor, which DistributedDataParallel can wrap
+DATA_PARALLEL_OBJECTIVES = ("elbo", "meanfield")
 
 
 class Trace_ELBO(pyro.infer.Trace_ELBO):

@@ -1,0 +1,96 @@
+"""What a training run tells as it goes: the progress bar, the losses read back from
+the device every few steps, skipped steps, TensorBoard, and a row of ``metrics.csv``
+after every epoch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed, run
+
+LOSS_READ_EVERY = 50  # steps between reads of the loss from the device
+MAX_SKIP_MESSAGES = 5  # skipped steps reported one by one; later ones are only counted
+
+
+class Report:
+    """The losses of a run's steps, kept on the device until they are read, and what is
+    made of them. Only the main process writes; every process reads its losses."""
+
+    def __init__(self, out: Path, place: distributed.Place, skipped_steps: int = 0):
+        self.out, self.place = out, place
+        self.pending = []  # (step, loss, taken) still on the device
+        self.skipped_steps = skipped_steps
+        self.loss_sum, self.loss_count = 0.0, 0  # finite losses since the last metrics row
+        self.bar = self.writer = None
+
+    def open(self, total: int, step: int, resumed: bool, progress: bool, title: str) -> None:
+        """Start metrics.csv (keeping the rows up to ``step`` when resumed), TensorBoard
+        and the progress bar."""
+        if self.place.is_main:
+            run.start_metrics(self.out, keep_until=step if resumed else None)
+            from torch.utils.tensorboard import SummaryWriter  # slow to import: only when training
+
+            self.writer = SummaryWriter(run.tensorboard_dir(self.out),
+                                        purge_step=step + 1 if resumed else 0)
+        self.bar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc=title,
+                        dynamic_ncols=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def step_taken(self, step: int, loss: torch.Tensor, taken: torch.Tensor) -> None:
+        """Note a step's loss and whether it was taken (both on the device)."""
+        self.pending.append((step, loss, taken))
+        self.bar.update()
+        if step % LOSS_READ_EVERY == 0:
+            self.read_losses()
+
+    def read_losses(self) -> None:
+        """Bring the pending losses to the host in one transfer; report skipped steps.
+
+        Reading every LOSS_READ_EVERY steps rather than every step keeps the host from
+        waiting on the device; a skipped step is reported (by number) at the next read.
+        """
+        if not self.pending:
+            return
+        steps = [step for step, _, _ in self.pending]
+        losses = torch.stack([loss for _, loss, _ in self.pending])
+        losses = distributed.mean_over_ranks(losses, self.place).cpu()
+        taken = torch.stack([ok for _, _, ok in self.pending]).cpu()
+        self.pending.clear()
+        for step, ok in zip(steps, taken.tolist()):
+            if not ok:
+                self.skipped_steps += 1
+                if self.skipped_steps <= MAX_SKIP_MESSAGES:
+                    tqdm.write(f"step {step}: the loss or its gradient is not finite; step skipped")
+                if self.skipped_steps == MAX_SKIP_MESSAGES:
+                    tqdm.write("further skipped steps are counted in metrics.csv (skipped_steps)")
+        kept = losses[taken]
+        if len(kept):
+            self.loss_sum += kept.sum().item()
+            self.loss_count += len(kept)
+            self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
+            if self.writer:
+                self.writer.add_scalar("train/loss", kept.mean().item(), steps[-1])
+
+    def epoch_row(self, epoch: int, step: int, lr: float, seconds: float, test: dict) -> dict:
+        """Write the epoch's row of metrics.csv and TensorBoard (main process): the mean
+        training loss since the last row and the test metrics ``test``."""
+        row = {"epoch": epoch, "step": step,
+               "train_loss": self.loss_sum / self.loss_count if self.loss_count else math.nan,
+               "test_elbo": test["elbo_nats_per_image"], "test_mse": test["mse_per_pixel"],
+               "lr": lr, "skipped_steps": self.skipped_steps, "seconds": round(seconds, 3)}
+        self.loss_sum, self.loss_count = 0.0, 0
+        run.append_metrics(self.out, row)
+        for name in ("train_loss", "test_elbo", "test_mse", "lr", "skipped_steps"):
+            self.writer.add_scalar(f"epoch/{name}", row[name], step)
+        self.writer.flush()
+        self.bar.set_postfix(loss=f"{row['train_loss']:.4g}", test_elbo=f"{row['test_elbo']:.4g}")
+        return row
