@@ -32,9 +32,7 @@ import torch  # noqa: E402
 import rnp_pyro  # noqa: E402
 from rnp_pyro import hub, presets  # noqa: E402
 from rnp_pyro.config import parse_switches  # noqa: E402
-from rnp_pyro.evaluate import evaluate_run  # noqa: E402
-from rnp_pyro.run import CHECKPOINT_FILE, read_metrics  # noqa: E402
-from rnp_pyro.viz import figures_run  # noqa: E402
+from rnp_pyro.run import evaluate_run, figures_run, has_checkpoint, read_metrics  # noqa: E402
 
 LABELS = {"rnp": "RNP (fashion preset)", "convvae": "conv VAE"}
 SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
@@ -86,7 +84,7 @@ def train(model: str, out: Path, epochs: int, lr: float, seed: int, switches: di
         raise click.BadParameter(f"unknown model {model!r}; choose from {', '.join(LABELS)}")
     run_dir = out / model
     cfg = presets.get("fashion", model=model, lr=lr, **switches)
-    resume = (run_dir / CHECKPOINT_FILE).exists()
+    resume = has_checkpoint(run_dir)
     rnp_pyro.fit(cfg, run_dir, epochs=epochs, seed=seed, resume=resume, progress=False)
 
 

@@ -27,7 +27,7 @@ def main(out, preset, overrides, epochs, seed):
     cfg = rnp_pyro.presets.get(preset, **changes)
     run = rnp_pyro.fit(cfg, out, epochs=epochs, seed=seed, progress=False)
     m = run.metrics
-    print(f"| {preset} | {cfg.model} | `{json.dumps(changes)}` | {epochs} | "
+    print(f"| {preset} | {cfg.model.kind} | `{json.dumps(changes)}` | {epochs} | "
           f"{m['test_mse']:.4f} | {m['test_elbo']:.1f} | {m['seconds']:.0f} |")
 
 

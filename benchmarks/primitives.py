@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 import rnp_pyro
-from rnp_pyro.run import CHECKPOINT_FILE, read_metrics
+from rnp_pyro.run import has_checkpoint, read_metrics
 
 SETS = {"line": ("line",), "line+curve": ("line", "curve")}
 MODELS = ("rnp", "convvae")
@@ -42,7 +42,7 @@ def main(out, dataset, epochs, seeds, lr, max_steps):
                 run_dir = out / f"{model}-{set_name}-seed{seed}"
                 cfg = rnp_pyro.presets.for_dataset(dataset, model=model, lr=lr,
                                                    primitives=primitives)
-                resume = (run_dir / CHECKPOINT_FILE).exists()
+                resume = has_checkpoint(run_dir)
                 rnp_pyro.fit(cfg, run_dir, epochs=epochs, max_steps=max_steps, seed=seed,
                              resume=resume, progress=False)
                 curves.setdefault(f"{model} ({set_name})", []).append(test_mse(run_dir))

@@ -32,8 +32,7 @@ import torch
 
 import rnp_pyro
 from rnp_pyro import presets, viz
-from rnp_pyro.evaluate import run_on_test_images
-from rnp_pyro.run import CHECKPOINT_FILE, read_metrics
+from rnp_pyro.run import has_checkpoint, read_config, read_metrics, run_on_test_images
 
 SHOWN = 8  # test images in each figure
 
@@ -50,7 +49,7 @@ SHOWN = 8  # test images in each figure
 def main(out, dataset, epochs, truncation_epochs, lr, max_steps):
     scenes = out / "scenes"
     train(presets.for_dataset(f"scenes:{dataset}", lr=lr), scenes, epochs, max_steps)
-    truncated = presets.truncation(scenes, 1, dataset=dataset, lr=lr)
+    truncated = presets.truncation(read_config(scenes), scenes, 1, dataset=dataset, lr=lr)
     train(truncated, out / "truncated", truncation_epochs, max_steps)
     # the same architecture and frozen parts, from a fresh initialisation
     train(truncated.replace(init_from=None, truncate=0), out / "random-programs",
@@ -68,7 +67,7 @@ def main(out, dataset, epochs, truncation_epochs, lr, max_steps):
 
 
 def train(cfg, run_dir: Path, epochs: int, max_steps: int | None) -> None:
-    resume = (run_dir / CHECKPOINT_FILE).exists()
+    resume = has_checkpoint(run_dir)
     rnp_pyro.fit(cfg, run_dir, epochs=epochs, max_steps=max_steps, resume=resume,
                  progress=False)
 

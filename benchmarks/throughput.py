@@ -33,7 +33,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rnp_pyro import presets
 from rnp_pyro.baselines import ConvVAE
-from rnp_pyro.config import top_site
 from rnp_pyro.data import DataError, load_images
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.model import RNP
@@ -43,12 +42,12 @@ from rnp_pyro.step import TrainStep
 
 def depth_first_model(rnp: RNP):
     """The RNP's Pyro model with the root canvas drawn depth-first."""
-    cfg = rnp.cfg
+    tree = rnp.config
 
     def model(x):
-        prior = dist.Normal(x.new_zeros(cfg.z_dim), x.new_ones(cfg.z_dim)).to_event(1)
+        prior = dist.Normal(x.new_zeros(tree.z_dim), x.new_ones(tree.z_dim)).to_event(1)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample(top_site(cfg), prior)
+            z = pyro.sample(tree.top_site, prior)
             rnp.likelihood.observe(depth_first_canvas(rnp, z), x)
 
     return model
@@ -72,7 +71,8 @@ def measure(cfg, model, guide, modules, images, batch_size, steps, warmup=5,
             cuda_graphs=False) -> dict:
     """Training images/s, model GFLOPs per image of one step, and one step's operators."""
     params = [p for m in modules for p in m.parameters()]
-    step = TrainStep(cfg, model, guide, params, dataset_size=len(images), cuda_graphs=cuda_graphs)
+    step = TrainStep(model, guide, params, len(images), cfg.train,
+                     bf16_autocast=cfg.speed.bf16_autocast, cuda_graphs=cuda_graphs)
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     indices = torch.arange(batch_size, device=images.device)
 
@@ -118,45 +118,52 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names.split(","):
         cfg = presets.get(name)
+        tree = cfg.model
         try:
-            images = load_images(cfg.dataset, train=True, image_size=cfg.image_size,
-                                 channels=cfg.channels, limit=4096).images
+            images = load_images(cfg.data.dataset, train=True, image_size=tree.image_size,
+                                 channels=tree.channels, limit=4096).images
         except DataError:
-            images = torch.rand(4096, *cfg.image_shape)
+            images = torch.rand(4096, *tree.image_shape)
         images = images.to(device)
-        rnp = RNP(cfg).to(device)
-        guide = EncoderGuide(cfg).to(device)
+
+        def built(config):
+            model = RNP(config.model, **config.speed.model_options()).to(device)
+            return model, EncoderGuide(model, config.guide,
+                                       bf16_encoder=config.speed.bf16_encoder).to(device)
+
+        rnp, guide = built(cfg)
         n_params = sum(p.numel() for p in rnp.parameters())
 
         def variant(**changes):
             """The RNP and guide with the same weights under other switches."""
-            other = RNP(cfg.replace(**changes)).to(device)
+            config = cfg.replace(**changes)
+            other, other_guide = built(config)
             other.load_state_dict(rnp.state_dict())
-            other_guide = EncoderGuide(other.cfg).to(device)
             other_guide.load_state_dict(guide.state_dict())
-            return other, other, other_guide, n_params
+            return config, other, other, other_guide, n_params
 
-        runs = {"level-synchronous RNP": (rnp, rnp, guide, n_params)}
+        runs = {"level-synchronous RNP": (cfg, rnp, rnp, guide, n_params)}
         if cuda_graphs and device == "cuda":
-            runs["RNP, CUDA graph"] = (rnp, rnp, guide, n_params)
+            runs["RNP, CUDA graph"] = (cfg, rnp, rnp, guide, n_params)
         for flag in filter(None, flags.split(",")):
             runs[f"RNP, {flag}"] = variant(**{flag: True})
         if not skip_depth_first:
-            runs["depth-first reference"] = (depth_first_model(rnp), rnp, guide, n_params)
+            runs["depth-first reference"] = (cfg, depth_first_model(rnp), rnp, guide, n_params)
         if name == names.split(",")[0]:
-            vae = ConvVAE(cfg.replace(model="convvae"), target_params=n_params).to(device)
-            runs["conv VAE baseline"] = (vae, vae, guide, sum(p.numel() for p in vae.parameters()))
+            vae = ConvVAE(cfg.replace(model="convvae").model, target_params=n_params).to(device)
+            runs["conv VAE baseline"] = (cfg, vae, vae, guide,
+                                         sum(p.numel() for p in vae.parameters()))
             if decoder_variants:
                 for materialize, bf16 in ((False, True), (False, False), (True, False)):
                     label = (f"RNP, decoder {'materialised' if materialize else 'factored'}, "
                              f"{'bf16' if bf16 else 'fp32'}")
                     runs[label] = variant(materialize_weights=materialize, bf16_decoder=bf16)
-        for label, (model, module, its_guide, count) in runs.items():
-            got = measure(module.cfg, model, its_guide, [module, its_guide], images, batch_size,
+        for label, (config, model, module, its_guide, count) in runs.items():
+            got = measure(config, model, its_guide, [module, its_guide], images, batch_size,
                           steps, cuda_graphs=label.endswith("CUDA graph"))
             peak = (f"{100 * got['rate'] * got['gflop'] / (peak_tflops * 1e3):.1f}"
                     if peak_tflops else "-")
-            print(f"| {name} | {cfg.levels} {cfg.taus} | {label} | {count:,} | {got['rate']:.0f} "
+            print(f"| {name} | {tree.levels} {tree.taus} | {label} | {count:,} | {got['rate']:.0f} "
                   f"| {got['gflop']:.2f} | {peak} | {got['operators']} ({got['views']}) "
                   f"| {got['host_reads']} |", flush=True)
 

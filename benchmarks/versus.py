@@ -1,7 +1,7 @@
 """Training speed of this checkout against another (an earlier commit in a git worktree).
 
 Machines differ by up to 2.5x, so a speed-up is only meaningful side by side: this
-times the training loop's own step (``rnp_pyro.train._Training._step``: loss,
+times the training loop's own step (``rnp_pyro.train._Training.take_step``: loss,
 gradient, guard and Adam, as ``fit`` takes it) on the same Fashion-MNIST batches
 in fresh processes, in turn: the other checkout's RNP, this one's RNP, this one's
 conv VAE, repeated ``--rounds`` times. Prints the median images/s of each and the
@@ -26,17 +26,20 @@ import click
 HERE = Path(__file__).resolve().parents[1]
 
 # runs in a fresh process with one checkout first on the path; uses only what both have
+# (configs were one flat dataclass before 2026-12-02, and are composed of parts since)
 CHILD = """
 import sys, tempfile, time
 from pathlib import Path
 import pyro, torch
 from rnp_pyro import data, presets
-from rnp_pyro.train import _Training, build
+from rnp_pyro.run import build
+from rnp_pyro.train import _Training
 
 preset, model, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), 64
 warmup = 10
 cfg = presets.get(preset, model=model, lr=1e-3, batch_size=batch)
-images = data.load_images(cfg.dataset, train=True, limit=batch * (warmup + steps)).images
+dataset = cfg.data.dataset if hasattr(cfg, "data") else cfg.dataset
+images = data.load_images(dataset, train=True, limit=batch * (warmup + steps)).images
 pyro.set_rng_seed(0)
 net, guide = build(cfg, example=images, dataset_size=len(images))
 with tempfile.TemporaryDirectory() as out:
@@ -45,7 +48,8 @@ with tempfile.TemporaryDirectory() as out:
     for i in range(warmup + steps):
         if i == warmup:
             start = time.perf_counter()
-        training._step(torch.arange(i * batch, (i + 1) * batch))
+        indices = torch.arange(i * batch, (i + 1) * batch)
+        training.take_step(images[indices], indices)
     print(steps * batch / (time.perf_counter() - start))
 """
 

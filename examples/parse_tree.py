@@ -18,9 +18,7 @@ from rnp_pyro import viz
 
 def main(run_dir: str) -> None:
     run = rnp_pyro.load_run(run_dir)
-    cfg = run.config
-    images = rnp_pyro.data.load_images(cfg.dataset, train=False, image_size=cfg.image_size,
-                                       channels=cfg.channels, limit=6).images
+    images = rnp_pyro.run.test_images(run.config, limit=6)
     with torch.no_grad():
         loc, _ = run.guide.encode(images)
         tree = run.model.decode(loc)

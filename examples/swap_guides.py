@@ -33,14 +33,12 @@ def main() -> None:
     args = parser.parse_args()
 
     run = rnp_pyro.load_run(args.run_dir)
-    cfg = run.config
-    images = rnp_pyro.data.load_images(cfg.dataset, train=False, image_size=cfg.image_size,
-                                       channels=cfg.channels, limit=args.images).images
+    images = rnp_pyro.run.test_images(run.config, limit=args.images)
     rows = []
     for name in args.guides.split(","):
         started = time.perf_counter()
-        guide, _ = rnp_pyro.guide_for(run.model, run.guide, cfg, name, images,
-                                      fit_steps=args.fit_steps, batch_size=100)
+        guide, _ = rnp_pyro.guide_for(run, images, name, fit_steps=args.fit_steps,
+                                      batch_size=100)
         metrics = rnp_pyro.evaluate(run.model, guide, images, iwae_samples=args.iwae_samples)
         rows.append({"guide": name, "elbo": metrics["elbo_nats_per_image"],
                      "log_likelihood_bound": metrics["log_likelihood_bound_nats_per_image"],

@@ -36,7 +36,7 @@ def main() -> None:
 
     def trained(name, cfg, **budget):
         """A run, trained now or (when its folder holds one already) loaded."""
-        if (out / name / "checkpoint.pt").exists():
+        if rnp_pyro.run.has_checkpoint(out / name):
             return rnp_pyro.load_run(out / name)
         return rnp_pyro.fit(cfg, out / name, seed=args.seed, progress=False, **budget)
 
@@ -53,10 +53,8 @@ def main() -> None:
                                              max_steps=args.adapt_steps),
     }
 
-    test = rnp_pyro.data.load_images(args.dataset, train=False, image_size=base_cfg.image_size,
-                                     channels=base_cfg.channels)
-    held_test = test.filter_classes(held).images
-    other_test = test.filter_classes(exclude=held).images
+    held_test = rnp_pyro.run.test_images(base_cfg.replace(classes=held))
+    other_test = rnp_pyro.run.test_images(base_cfg.replace(exclude_classes=held))
     rows = {name: rnp_pyro.evaluate(run.model, run.guide, held_test)
             for name, run in runs.items()}
     seen = rnp_pyro.evaluate(base.model, base.guide, other_test)
@@ -68,8 +66,12 @@ def main() -> None:
     print("|---|---|---|")
     for name, metrics in rows.items():
         print(f"| {name} | {metrics['mse_per_pixel']:.4f} | {metrics['elbo_nats_per_image']:.1f} |")
-    adapted = {name: run for name, run in runs.items() if run is not base}
-    rnp_pyro.viz.transfer_figure(base, adapted, out / "transfer.png")
+    shown = held_test[:8]  # the PNAS paper's Fig. 3B: each run's reconstructions of them
+    columns = {"input": shown}
+    for name, run in runs.items():
+        guide, _ = rnp_pyro.guide_for(run, shown)
+        columns[name] = rnp_pyro.viz.parse_trees(run.model, guide, shown).canvas
+    rnp_pyro.viz.columns_figure(columns, out / "transfer.png", zoom=3)
     (out / "transfer.json").write_text(json.dumps(
         {"held_out": args.held_out, "adapt_steps": args.adapt_steps, "base_epochs": args.epochs,
          "other_classes": seen, "held_out_class": rows}, indent=2) + "\n")

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _NAMES = {
     "RNP": "model", "ModelConfig": "model", "ConvVAE": "baselines", "RunConfig": "config",
     "GuideConfig": "config", "Run": "run", "Tree": "tree", "Level": "tree",
-    "fit": "train", "evaluate": "evaluate", "evaluate_run": "run", "guide_for": "run",
+    "fit": "train", "evaluate": "metrics", "evaluate_run": "run", "guide_for": "run",
     "load_run": "run", "pretrained": "hub",
 }
 _SUBMODULES = ("baselines", "config", "data", "guides", "hub", "infer", "model", "ppc", "presets",

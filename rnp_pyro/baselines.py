@@ -76,7 +76,8 @@ class ConvVAE(PyroModule):
     """
 
     def __init__(self, config: ModelConfig, target_params: int | None = None):
-        super().__init__()
+        with pyro.settings.context(module_local_params=True):
+            super().__init__()  # so it runs in either parameter mode, as RNP does
         if config.kind != "convvae":
             raise ConfigError(f"ConvVAE needs a model config of kind 'convvae', got "
                               f"{config.kind!r}")

@@ -162,8 +162,8 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                                progress=not no_progress)
     except KeyboardInterrupt:
         if runs.has_checkpoint(out):
-            click.echo(f"Interrupted. The last checkpoint is in {out}; run the same command "
-                       f"with --resume to continue.", err=True)
+            click.echo(f"Interrupted. The last checkpoint is {out / runs.CHECKPOINT_FILE}; "
+                       f"run the same command with --resume to continue.", err=True)
         else:
             click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
         raise SystemExit(130)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import ConfigError, RunConfig
-from .evaluate import evaluate
+from .metrics import evaluate
 from .run import Run, load_run, resolve_device, test_images, trained_run
 
 __all__ = ["pretrained", "names", "export"]

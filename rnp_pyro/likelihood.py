@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyro
 import torch
-import torch.distributions.constraints as constraints
 import pyro.distributions as dist
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroModule
+from torch import nn
 
 from .plates import check_batch_shape
 
@@ -31,17 +31,14 @@ class Likelihood(PyroModule):
         self.image_shape = tuple(image_shape)
         self.fixed_scale = scale  # None: learned (normal and laplace)
         if scale is None and kind in ("normal", "laplace"):
-            self.scale = PyroParam(torch.full((), 0.2), constraint=constraints.positive)
-
-    def __call__(self, *args, **kwargs):
-        # A learned scale lives in this module, whatever pyro.settings say, so that two
-        # models in one process never share it by name in Pyro's global store.
-        with pyro.settings.context(module_local_params=True):
-            return super().__call__(*args, **kwargs)
+            # log(scale), a plain parameter rather than a PyroParam, so that the value
+            # used is always this module's, whatever pyro.settings say (a PyroParam in
+            # Pyro's global store would be shared by every model of the same layout)
+            self.scale_unconstrained = nn.Parameter(torch.tensor(0.2).log())
 
     def forward(self, canvas: torch.Tensor) -> dist.Distribution:
         if self.kind in ("normal", "laplace"):
-            scale = self.scale if self.fixed_scale is None else self.fixed_scale
+            scale = self.scale_unconstrained.exp() if self.fixed_scale is None else self.fixed_scale
             family = dist.Normal if self.kind == "normal" else dist.Laplace
             return family(canvas, scale).to_event(3)
         probs = canvas.clamp(_EPS, 1 - _EPS)

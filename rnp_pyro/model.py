@@ -179,7 +179,11 @@ class RNP(PyroModule):
 
     def __init__(self, config: ModelConfig, *, materialize_weights: bool = False,
                  bf16_decoder: bool = True, compile_programs: bool = False):
-        super().__init__()
+        # A PyroModule can run with module-local parameters only if it was built with
+        # them on; built so, the model runs in either of Pyro's parameter modes (the
+        # per-image guides trace it with them on, whatever the user's setting).
+        with pyro.settings.context(module_local_params=True):
+            super().__init__()
         if config.kind != "rnp":
             raise ConfigError(f"RNP needs a model config of kind 'rnp', got {config.kind!r}")
         self.config = config

@@ -25,7 +25,7 @@ from . import data, guides
 from .baselines import ConvVAE
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError
-from .evaluate import evaluate
+from .metrics import evaluate
 from .infer.fitting import fit_guide, guide_args
 from .model import RNP
 from .modes import evaluating

@@ -22,7 +22,7 @@ import torch
 
 from . import data, distributed, guides, run
 from .config import ConfigError, RunConfig
-from .evaluate import evaluate
+from .metrics import evaluate
 from .report import Report
 from .step import TrainStep
 

@@ -1,18 +1,6 @@
-"""Shared test helpers."""
+"""Images with known content for tests."""
 
 import torch
-
-from rnp_pyro import presets
-
-TINY_SIZE = 16  # side of the images tiny_strokes is built for
-
-
-def tiny_strokes(**overrides):
-    """The strokes preset at 16 px with narrow networks: a step takes milliseconds."""
-    base = dict(image_size=TINY_SIZE, z_dim=6, taus=(3, 2), hyper_width=16,
-                program_encoder=(12, 8), patch_hidden=12, encoder_channels=8, encoder_convs=1,
-                encoder_blocks=1, encoder_dense=(16,), batch_size=32)
-    return presets.get("strokes", **{**base, **overrides})
 
 
 def rectangles(n, size=28):

@@ -99,7 +99,7 @@ def test_an_interrupted_fit_says_how_to_resume(few_images, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rnp_pyro.cli.fit_in_processes", interrupted)
+    monkeypatch.setattr("rnp_pyro.train.fit_in_processes", interrupted)
     result = invoke("fit", "--dataset", "strokes", "--out", out, "--resume", "--no-progress")
     assert result.exit_code == 130
     assert f"{out / 'checkpoint.pt'}" in result.output and "--resume" in result.output
@@ -129,7 +129,7 @@ def test_fit_with_fixed_primitives_and_evaluate_the_run(few_images, tmp_path, mo
     fitted = invoke("fit", "--dataset", "strokes", "--model", model, "--primitives", "line,curve",
                     "--max-steps", 2, "--out", out, "--device", "cpu", "--no-progress")
     assert fitted.exit_code == 0, fitted.output
-    assert json.loads((out / "config.json").read_text())["primitives"] == ["line", "curve"]
+    assert json.loads((out / "config.json").read_text())["model"]["primitives"] == ["line", "curve"]
     assert invoke("evaluate", out, "--device", "cpu", "--limit", 8).exit_code == 0
 
 
@@ -177,8 +177,9 @@ def test_truncate_trains_a_new_encoder_for_a_scene_models_subtree(few_images, tm
                        "--max-steps", 2, "--device", "cpu", "--no-progress")
     assert truncated.exit_code == 0, truncated.output
     cfg = json.loads((tmp_path / "runs" / "strokes-truncated" / "config.json").read_text())
-    assert (cfg["dataset"], cfg["taus"], cfg["truncate"]) == ("strokes", [3], 1)
-    assert cfg["freeze"] == ["hyper_state", "hyper_policy"]
+    assert (cfg["data"]["dataset"], cfg["model"]["taus"], cfg["train"]["truncate"]) == (
+        "strokes", [3], 1)
+    assert cfg["train"]["freeze"] == ["hyper_state", "hyper_policy"]
 
     assert_one_line_error(invoke("fit", "--dataset", "strokes", "--truncate", 1), "--init-from")
     assert_one_line_error(invoke("fit", "--dataset", "strokes", "--init-from", source,
@@ -190,6 +191,8 @@ def test_truncate_trains_a_new_encoder_for_a_scene_models_subtree(few_images, tm
     ("--classes", "1,two", ["--classes", "two"]),
     ("--primitives", "line,dot", ["--primitives", "dot", "curve"]),
     ("--guide", "ladder", ["stochastic_levels"]),
+    ("--guide", "nope", ["'nope'", "encoder", "delta"]),
+    ("--objective", "nope", ["'nope'", "elbo", "iwae"]),
     ("--speed", "cuda_graphs=yes", ["--speed", "cuda_graphs=yes", "NAME=on", "bf16_autocast"]),
     ("--speed", "lr=on", ["--speed", "'lr=on'"]),
 ])

@@ -3,17 +3,18 @@
 import pytest
 
 import rnp_pyro
-from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data, hub
-from rnp_pyro.config import ConfigError
-from rnp_pyro.evaluate import evaluate
-from rnp_pyro.evaluate import test_images as first_test_images
+from rnp_pyro.errors import ConfigError
+from rnp_pyro.metrics import evaluate
+from rnp_pyro.run import test_images as first_test_images
 
 
-def test_an_exported_run_loads_offline_with_its_config_and_test_mse(tmp_path):
-    train = data.load_images("strokes", image_size=TINY_SIZE, limit=128)
-    test = data.load_images("strokes", train=False, image_size=TINY_SIZE, limit=64)
-    run = rnp_pyro.fit(tiny_strokes(), tmp_path / "run", max_steps=4, progress=False,
+def test_an_exported_run_loads_offline_with_its_config_and_test_mse(tmp_path, tiny_config):
+    config = tiny_config()
+    size = config.model.image_size
+    train = data.load_images("strokes", image_size=size, limit=128)
+    test = data.load_images("strokes", train=False, image_size=size, limit=64)
+    run = rnp_pyro.fit(config, tmp_path / "run", max_steps=4, progress=False,
                        train_set=train, test_set=test)
     path = hub.export(run.path, "tiny", folder=tmp_path / "weights")
     assert hub.names(tmp_path / "weights") == ["tiny"]
@@ -34,7 +35,7 @@ def _full_size(run):
 
 def test_the_shipped_fashion_model_reproduces_the_long_runs_test_mse():
     run = rnp_pyro.pretrained("fashion")
-    assert (run.config.dataset, run.config.taus, run.epoch) == ("fashion", (4, 4), 30)
+    assert (run.config.data.dataset, run.config.model.taus, run.epoch) == ("fashion", (4, 4), 30)
     images = first_test_images(run.config, limit=run.metrics["check_images"])
     mse = evaluate(run.model, run.guide, images)["mse_per_pixel"]
     assert f"{mse:.3g}" == f"{run.metrics['check_mse']:.3g}"

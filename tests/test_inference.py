@@ -7,38 +7,31 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data, guides, presets
-from rnp_pyro.config import ConfigError, top_site
-from rnp_pyro.evaluate import evaluate, guide_for
+from rnp_pyro.errors import ConfigError, DataError
+from rnp_pyro.metrics import evaluate
 from rnp_pyro.infer.bounds import log_likelihood_bounds, log_weights
 from rnp_pyro.infer.fitting import fit_guide
 from rnp_pyro.infer.objectives import make_objective
 from rnp_pyro.plates import data_plate
-from rnp_pyro.run import build, load_run
+from rnp_pyro.run import build, guide_for, load_run, read_config
 from rnp_pyro.train import _init_from, fit
 
-SIZE = TINY_SIZE
 
-
-def small(**overrides):
-    """tiny_strokes with quick refinement."""
-    return tiny_strokes(**{"refine_steps": 5, **overrides})
+@pytest.fixture(scope="module")
+def strokes(tiny_config):
+    size = tiny_config().model.image_size
+    return (data.load_images("strokes", image_size=size, limit=128),
+            data.load_images("strokes", train=False, image_size=size, limit=32))
 
 
 @pytest.fixture(scope="module")
-def strokes():
-    return (data.load_images("strokes", image_size=SIZE, limit=128),
-            data.load_images("strokes", train=False, image_size=SIZE, limit=32))
-
-
-@pytest.fixture(scope="module")
-def trained(strokes, tmp_path_factory):
-    """A run of 40 steps with the encoder guide."""
+def trained(strokes, tmp_path_factory, tiny_config):
+    """A run of 40 steps with the encoder guide (refined guides of it refine 5 steps)."""
     train_set, test_set = strokes
     out = tmp_path_factory.mktemp("run") / "encoder"
-    return fit(small(), out, max_steps=40, device="cpu", progress=False, train_set=train_set,
-               test_set=test_set)
+    return fit(tiny_config(refine_steps=5), out, max_steps=40, device="cpu", progress=False,
+               train_set=train_set, test_set=test_set)
 
 
 # ---------------------------------------------------------------------------- bounds
@@ -71,9 +64,9 @@ def test_importance_weighted_bound_tends_to_the_exact_log_likelihood():
 # ---------------------------------------------------------------------------- objectives
 @pytest.mark.parametrize("objective, particles", [("elbo", 1), ("meanfield", 1), ("iwae", 4),
                                                   ("tracegraph", 1)])
-def test_every_objective_trains(objective, particles, strokes, tmp_path):
+def test_every_objective_trains(objective, particles, strokes, tmp_path, tiny_config):
     train_set, test_set = strokes
-    cfg = small(objective=objective, num_particles=particles)
+    cfg = tiny_config(objective=objective, num_particles=particles)
     run = fit(cfg, tmp_path / objective, max_steps=8, device="cpu", progress=False,
               train_set=train_set, test_set=test_set)
     assert math.isfinite(run.metrics["train_loss"]) and run.metrics["skipped_steps"] == 0
@@ -90,23 +83,24 @@ def test_iwae_objective_is_renyi_alpha_zero_and_at_least_the_elbo(trained, strok
     assert iwae < elbo  # losses: the importance-weighted bound is the tighter one
 
 
-def test_per_image_guides_refuse_the_importance_weighted_objective():
+def test_per_image_guides_refuse_the_importance_weighted_objective(tiny_config):
     with pytest.raises(ConfigError, match="per-image"):
-        small(guide="normal", objective="iwae")
+        tiny_config(guide="normal", objective="iwae")
 
 
 # ---------------------------------------------------------------------------- guides
 @pytest.mark.parametrize("name", ["normal", "delta"])
 def test_per_image_guide_keeps_parameters_per_dataset_image(name, trained, strokes):
     images = strokes[1].images
-    guide = guides.make(name, trained.config, trained.model, example=images,
-                        dataset_size=len(images))
+    guide = guides.build(trained.config.guide.replace(kind=name), trained.model, example=images,
+                         dataset_size=len(images))
     indices = torch.tensor([3, 7, 8])
     means = guides.posterior_means(guide, images[indices], indices, len(images))
-    assert means[top_site(trained.config)].shape == (3, trained.config.z_dim)
+    top, z_dim = trained.config.model.top_site, trained.config.model.z_dim
+    assert means[top].shape == (3, z_dim)
     trace = pyro.poutine.trace(guide).get_trace(images[indices], indices, len(images))
-    site = trace.nodes[top_site(trained.config)]
-    assert site["value"].shape == (3, trained.config.z_dim)
+    site = trace.nodes[top]
+    assert site["value"].shape == (3, z_dim)
     assert site["scale"] == pytest.approx(len(images) / 3)  # the subsampled plate's scale
 
     before = {k: v.clone() for k, v in trained.model.state_dict().items()}
@@ -118,8 +112,8 @@ def test_per_image_guide_keeps_parameters_per_dataset_image(name, trained, strok
 
 def test_refinement_improves_each_image_elbo_on_average(trained, strokes):
     x = strokes[1].images
-    refined = guides.make("refined", trained.config.replace(refine_steps=50, refine_lr=0.02),
-                          trained.model)
+    refined = guides.build(trained.config.guide.replace(kind="refined", refine_steps=50,
+                                                        refine_lr=0.02), trained.model)
     refined.encoder.load_state_dict(trained.guide.encoder.state_dict())
     encoder_metrics = evaluate(trained.model, trained.guide, x, iwae_samples=64)
     refined_metrics = evaluate(trained.model, refined.eval(), x, iwae_samples=64)
@@ -130,8 +124,7 @@ def test_refinement_improves_each_image_elbo_on_average(trained, strokes):
 def test_evaluate_any_guide_of_a_run(trained, strokes):
     images = strokes[1].images
     for name in ("encoder", "refined", "normal", "delta"):
-        guide, fitted = guide_for(trained.model, trained.guide, trained.config, name, images,
-                                   fit_steps=5)
+        guide, fitted = guide_for(trained, images, name, fit_steps=5)
         metrics = evaluate(trained.model, guide, images, iwae_samples=8)
         # equal for the point-mass guide, up to float64 rounding
         assert metrics["log_likelihood_bound_nats_per_image"] >= \
@@ -139,20 +132,22 @@ def test_evaluate_any_guide_of_a_run(trained, strokes):
         assert ("fit_steps" in fitted) == (name in ("normal", "delta"))
 
 
-def test_a_run_trained_with_a_per_image_guide_loads_back(strokes, tmp_path):
+def test_a_run_trained_with_a_per_image_guide_loads_back(strokes, tmp_path, tiny_config):
     train_set, test_set = strokes
-    run = fit(small(guide="normal"), tmp_path / "normal", max_steps=4, device="cpu",
+    run = fit(tiny_config(guide="normal"), tmp_path / "normal", max_steps=4, device="cpu",
               progress=False, train_set=train_set, test_set=test_set)
     loaded = load_run(tmp_path / "normal")
     assert loaded.guide.per_image
     torch.testing.assert_close(loaded.guide.locs.z2, run.guide.locs.z2)
-    assert loaded.guide.locs.z2.shape == (len(train_set), run.config.z_dim)
+    assert loaded.guide.locs.z2.shape == (len(train_set), run.config.model.z_dim)
 
 
 # ---------------------------------------------------------------------------- transfer
-def test_transfer_freezes_what_it_names_and_starts_from_the_source(trained, strokes, tmp_path):
+def test_transfer_freezes_what_it_names_and_starts_from_the_source(trained, strokes, tmp_path,
+                                                                  tiny_config):
     train_set, test_set = strokes
-    cfg = small(init_from=str(trained.path), freeze=("hyper_state", "hyper_policy"), classes=(2,))
+    cfg = tiny_config(init_from=str(trained.path), freeze=("hyper_state", "hyper_policy"),
+                      classes=(2,))
     run = fit(cfg, tmp_path / "adapted", max_steps=6, device="cpu", progress=False,
               train_set=train_set, test_set=test_set)
     source = trained.model.state_dict()
@@ -164,14 +159,16 @@ def test_transfer_freezes_what_it_names_and_starts_from_the_source(trained, stro
 
 
 def test_truncation_starts_from_the_subtree_with_a_fresh_guide(trained, strokes, tmp_path):
-    cfg = presets.truncation(trained.path, 1, epochs=1)
-    assert (cfg.taus, cfg.truncate, cfg.init_from) == ((2,), 1, str(trained.path.resolve()))
-    assert cfg.freeze == ("hyper_state", "hyper_policy") and cfg.z_dim == trained.config.z_dim
+    cfg = presets.truncation(read_config(trained.path), trained.path, 1, epochs=1)
+    assert (cfg.model.taus, cfg.train.truncate, cfg.train.init_from) == (
+        (2,), 1, str(trained.path.resolve()))
+    assert cfg.train.freeze == ("hyper_state", "hyper_policy")
+    assert cfg.model.z_dim == trained.config.model.z_dim
     model, guide = build(cfg, example=strokes[0].images)
     fresh = {name: value.clone() for name, value in guide.state_dict().items()}
-    _init_from(model, guide, cfg.init_from, cfg.truncate)
+    _init_from(model, guide, cfg.train.init_from, cfg.train.truncate)
     assert all(torch.equal(value, fresh[name]) for name, value in guide.state_dict().items())
-    z = torch.randn(5, cfg.z_dim)
+    z = torch.randn(5, cfg.model.z_dim)
     with torch.no_grad():
         torch.testing.assert_close(model.eval().decode(z).canvas,
                                    trained.model.decode(z, depth=1).canvas)
@@ -180,15 +177,15 @@ def test_truncation_starts_from_the_subtree_with_a_fresh_guide(trained, strokes,
               train_set=strokes[0], test_set=strokes[1])
     for name, value in run.model.state_dict().items():
         assert torch.equal(value, trained.model.state_dict()[name]), name  # frozen
-    assert load_run(run.path).config.taus == (2,)
+    assert load_run(run.path).config.model.taus == (2,)
 
 
-def test_truncation_errors_say_what_fits(trained, tmp_path):
+def test_truncation_errors_say_what_fits(trained, tmp_path, tiny_config):
     with pytest.raises(ConfigError, match="truncate 1 to 1"):
-        presets.truncation(trained.path, 2)
+        presets.truncation(read_config(trained.path), trained.path, 2)
     with pytest.raises(ConfigError, match="init_from"):
-        small(truncate=1)
-    model, guide = build(small(taus=(3,)))
+        tiny_config(truncate=1)
+    model, guide = build(tiny_config(taus=(3,)))
     with pytest.raises(ConfigError, match=r"leaves taus \(2,\)"):
         _init_from(model, guide, trained.path, 1)
 
@@ -197,16 +194,15 @@ def test_class_filters_keep_and_exclude_labels(strokes):
     train_set, _ = strokes
     kept = train_set.filter_classes(None, exclude=(1,))
     assert len(kept) and not (kept.labels == 1).any()
-    with pytest.raises(data.DataError, match="no image"):
+    with pytest.raises(DataError, match="no image"):
         train_set.filter_classes((1,), exclude=()).filter_classes((2,))
 
 
 @pytest.mark.parametrize("name", ["normal", "delta"])
 def test_per_image_guides_start_where_the_encoder_puts_each_image(name, trained, strokes):
     images = strokes[1].images
-    guide, _ = guide_for(trained.model, trained.guide, trained.config, name, images, fit_steps=1,
-                         lr=1e-9)
+    guide, _ = guide_for(trained, images, name, fit_steps=1, lr=1e-9)
     with torch.no_grad():
         loc, _ = trained.guide.eval().encode(images)
         means = guides.posterior_means(guide, images, torch.arange(len(images)), len(images))
-    torch.testing.assert_close(means[top_site(trained.config)], loc, atol=1e-4, rtol=0)
+    torch.testing.assert_close(means[trained.config.model.top_site], loc, atol=1e-4, rtol=0)

@@ -4,22 +4,26 @@ import torch
 from images import rectangles
 from pyro import poutine
 
-from rnp_pyro import RNP, presets, spatial
-from rnp_pyro.config import ConfigError, site_name, top_site
+from rnp_pyro import spatial
+from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import posterior_means, reconstruct
 from rnp_pyro.guides.ladder import LadderGuide
+from rnp_pyro.model import RNP, site_name
+
+# the fashion preset's model at 28 px with stochastic levels and a light encoder, for quick tests
+FASHION = dict(dataset="fashion", image_size=28, z_dim=32, taus=(4, 4), scale_offset=1.6,
+               patch_size=10, materialize_weights=True, hyper_width=64, program_encoder=(64, 32),
+               patch_hidden=64, stochastic_levels=True, encoder_channels=8, encoder_convs=4,
+               encoder_blocks=1, encoder_dense=(32,))
 
 
 @pytest.fixture(autouse=True)
 def seeded():
     pyro.set_rng_seed(0)
-    pyro.clear_param_store()
 
 
-def small_config(**overrides):
-    """The fashion preset with stochastic levels and a light encoder, for quick tests."""
-    light = dict(stochastic_levels=True, encoder_channels=8, encoder_blocks=1, encoder_dense=(32,))
-    return presets.get("fashion", **{**light, **overrides})
+def rnp(cfg):
+    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 def latent_sites(trace):
@@ -28,14 +32,14 @@ def latent_sites(trace):
 
 
 def level_names(cfg):
-    return [site_name(k) for k in range(cfg.levels - 1, -1, -1)]
+    return [site_name(k) for k in range(cfg.model.levels - 1, -1, -1)]
 
 
 @pytest.mark.parametrize("particles", [None, 3])
-def test_sites_and_shapes_match_the_models(particles):
-    cfg = small_config(kl_weight=0.5)
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_sites_and_shapes_match_the_models(particles, tiny_config):
+    cfg = tiny_config(**FASHION, kl_weight=0.5)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     x = torch.rand(5, 1, 28, 28)
 
     def traced(fn):
@@ -54,15 +58,15 @@ def test_sites_and_shapes_match_the_models(particles):
         assert site["fn"].event_shape == other["fn"].event_shape, name
         assert site["scale"] == other["scale"] == 0.5, name
         assert [f.name for f in site["cond_indep_stack"] if f.name != "particles"] == ["data"]
-    nodes = cfg.nodes_per_level
+    nodes, z_dim = cfg.model.nodes_per_level, cfg.model.z_dim
     assert [guide_sites[n]["value"].shape for n in level_names(cfg)] == [
-        (*lead, cfg.z_dim), *((*lead, count, cfg.z_dim) for count in nodes[1:])]
+        (*lead, z_dim), *((*lead, count, z_dim) for count in nodes[1:])]
 
 
-def test_vectorized_particles_give_finite_loss_and_gradients():
-    cfg = small_config()
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config):
+    cfg = tiny_config(**FASHION)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     elbo = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
     loss = elbo.differentiable_loss(model, guide, torch.rand(4, 1, 28, 28))
     assert loss.shape == () and torch.isfinite(loss)
@@ -74,10 +78,10 @@ def test_vectorized_particles_give_finite_loss_and_gradients():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_guide_parameters_are_its_own_networks():
-    cfg = small_config()
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_guide_parameters_are_its_own_networks(tiny_config):
+    cfg = tiny_config(**FASHION)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     names = {name for name, _ in guide.named_parameters()}
     assert names and all(name.split(".")[0] in ("encoder", "crop_encoder", "posterior")
                          for name in names)
@@ -86,10 +90,10 @@ def test_guide_parameters_are_its_own_networks():
                for key in guide.state_dict())
 
 
-def test_guide_starts_at_the_models_conditional_prior():
-    cfg = small_config(level_scale=0.2)
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_guide_starts_at_the_models_conditional_prior(tiny_config):
+    cfg = tiny_config(**FASHION, level_scale=0.2)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 28, 28)
     guide_trace = poutine.trace(guide).get_trace(x)
     # the model given the same z^K and the guide's lower levels
@@ -97,7 +101,7 @@ def test_guide_starts_at_the_models_conditional_prior():
     for name in level_names(cfg)[1:]:
         q, p = guide_trace.nodes[name]["fn"].base_dist, model_trace.nodes[name]["fn"].base_dist
         torch.testing.assert_close(q.loc, p.loc)
-        torch.testing.assert_close(q.scale, torch.full_like(q.scale, cfg.level_scale))
+        torch.testing.assert_close(q.scale, torch.full_like(q.scale, cfg.model.level_scale))
     # and so the lower levels' log-density ratio vanishes
     for name in level_names(cfg)[1:]:
         torch.testing.assert_close(guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"]),
@@ -106,22 +110,24 @@ def test_guide_starts_at_the_models_conditional_prior():
     assert model.decode(guide.encode(x)[0]).canvas.shape == x.shape
 
 
-def test_each_node_sees_its_parents_crop_cropped_under_its_action():
-    cfg = small_config(taus=(3, 2))
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config):
+    cfg = tiny_config(**FASHION).replace(taus=(3, 2))
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     seen = []
     guide.crop_encoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     x = torch.rand(2, 1, 28, 28)
     trace = poutine.trace(guide).get_trace(x)
     lower = {name: trace.nodes[name]["value"] for name in level_names(cfg)[1:]}
-    _, actions, _ = poutine.condition(model.grow, lower)(trace.nodes[top_site(cfg)]["value"],
-                                                         patches=False)
-    image = (1, 28, 28)
-    parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), actions[1], cfg.scale_offset,
-                         cfg.rotation_range)
+    z_top = trace.nodes[cfg.model.top_site]["value"]
+    _, levels = poutine.condition(model.level, lower)(z_top.unsqueeze(1), 0, z_top.shape[:-1],
+                                                      stochastic=True, draw=False)
+    image, tree = (1, 28, 28), cfg.model
+    parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), levels[0].actions,
+                         tree.scale_offset, tree.rotation_range)
     subparts = spatial.crop(parts.unsqueeze(2).expand(2, 3, 2, *image),
-                            actions[2].reshape(2, 3, 2, 6), cfg.scale_offset, cfg.rotation_range)
+                            levels[1].actions.reshape(2, 3, 2, 6), tree.scale_offset,
+                            tree.rotation_range)
     assert len(seen) == 2
     torch.testing.assert_close(seen[0], parts.reshape(6, *image))
     torch.testing.assert_close(seen[1], subparts.reshape(12, *image))
@@ -139,10 +145,10 @@ def fixed_noise_loss(model, guide, x):
     return loss
 
 
-def test_short_svi_run_of_model_and_guide_lowers_the_loss():
-    cfg = small_config()
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+def test_short_svi_run_of_model_and_guide_lowers_the_loss(tiny_config):
+    cfg = tiny_config(**FASHION)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     x = rectangles(8)
     loss_fn = pyro.infer.Trace_ELBO()(model, guide)
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=1e-3)
@@ -158,15 +164,15 @@ def test_short_svi_run_of_model_and_guide_lowers_the_loss():
     assert fixed_noise_loss(model, guide, x) < before - 100
 
 
-def test_training_only_the_level_posteriors_lowers_the_loss():
+def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config):
     """With the model and q(z^K | x) frozen, only q of the lower levels can improve the ELBO.
 
     It starts at the model's conditional prior, a valid but uninformed posterior; a
     guide whose lower levels did not learn from the crops would not move the loss.
     """
-    cfg = small_config()
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model)
+    cfg = tiny_config(**FASHION)
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide)
     guide.encoder.eval()  # frozen, BatchNorm statistics included
     x = rectangles(8)
     elbo = pyro.infer.Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
@@ -184,29 +190,31 @@ def test_training_only_the_level_posteriors_lowers_the_loss():
     assert after < before - 5, (before, after)
 
 
-def test_a_deterministic_tree_is_refused():
-    cfg = small_config(stochastic_levels=False)
+def test_a_deterministic_tree_is_refused(tiny_config):
+    cfg = tiny_config(**FASHION).replace(stochastic_levels=False)
     with pytest.raises(ConfigError, match="stochastic_levels=False.*EncoderGuide"):
-        LadderGuide(cfg, RNP(cfg))
+        LadderGuide(rnp(cfg), cfg.guide)
 
 
-def test_the_model_is_needed():
-    with pytest.raises(ValueError, match="LadderGuide\\(cfg, model\\)"):
-        LadderGuide(small_config(), None)
+def test_the_model_is_needed(tiny_config):
+    with pytest.raises(ValueError, match="LadderGuide\\(model\\)"):
+        LadderGuide(None, tiny_config(**FASHION).guide)
 
 
-def test_posterior_means_are_the_guides_means_top_down():
-    cfg = small_config(taus=(3, 2))
-    model = RNP(cfg)
-    guide = LadderGuide(cfg, model).eval()
+def test_posterior_means_are_the_guides_means_top_down(tiny_config):
+    cfg = tiny_config(**FASHION).replace(taus=(3, 2))
+    model = rnp(cfg)
+    guide = LadderGuide(model, cfg.guide).eval()
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         means = posterior_means(guide, x)
         assert list(means) == level_names(cfg)
-        torch.testing.assert_close(means[top_site(cfg)], guide.encode(x)[0])
+        torch.testing.assert_close(means[cfg.model.top_site], guide.encode(x)[0])
         # at initialisation q's lower means are the prior's: the deterministic tree
-        latents, _, _ = model.grow(means[top_site(cfg)], stochastic=False, patches=False)
-        torch.testing.assert_close(means["z1"], latents[1].reshape(2, 3, cfg.z_dim))
-        torch.testing.assert_close(means["z0"], latents[2].reshape(2, 6, cfg.z_dim))
+        top = means[cfg.model.top_site]
+        _, levels = model.level(top.unsqueeze(1), 0, top.shape[:-1], stochastic=False,
+                                draw=False)
+        torch.testing.assert_close(means["z1"], levels[0].latents.reshape(2, 3, cfg.model.z_dim))
+        torch.testing.assert_close(means["z0"], levels[1].latents.reshape(2, 6, cfg.model.z_dim))
         torch.testing.assert_close(reconstruct(model, guide, x).canvas,
-                                   model.decode(means[top_site(cfg)], stochastic=False).canvas)
+                                   model.decode(means[cfg.model.top_site], stochastic=False).canvas)

@@ -5,27 +5,27 @@ import pyro
 import pytest
 import torch
 
-from rnp_pyro import ppc, presets
-from rnp_pyro.config import top_site
+from rnp_pyro import ppc
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.infer import MCMCPosterior, mcmc_posterior
 from rnp_pyro.model import RNP
+
+# A small untrained tree on the fashion settings at 12 px; a wide likelihood keeps the
+# posterior near the prior, so NUTS takes long steps and a few iterations are enough to
+# test the plumbing.
+SMALL = dict(dataset="fashion", scale_offset=1.6, materialize_weights=True, encoder_channels=8,
+             encoder_blocks=1, encoder_dense=(32,), z_dim=4, taus=(2, 2), hyper_width=16,
+             hyper_state_layers=2, hyper_policy_layers=1, program_encoder=(16, 8),
+             patch_hidden=16, image_size=12, patch_size=4, encoder_convs=2, obs_scale=5.0)
 
 
 @pytest.fixture(autouse=True)
 def seeded():
     pyro.set_rng_seed(0)
-    pyro.clear_param_store()
 
 
-def tiny_config(**overrides):
-    """A small untrained tree; a wide likelihood keeps the posterior near the prior, so
-    NUTS takes long steps and a few iterations are enough to test the plumbing."""
-    small = dict(encoder_channels=8, encoder_blocks=1, encoder_dense=(32,), z_dim=4,
-                 taus=(2, 2), hyper_width=16, hyper_state_layers=2, hyper_policy_layers=1,
-                 program_encoder=(16, 8), patch_hidden=16, image_size=12, patch_size=4,
-                 encoder_convs=2, obs_scale=5.0)
-    return presets.get("fashion", **{**small, **overrides})
+def rnp(cfg):
+    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 def quick(model, x, **options):
@@ -33,35 +33,35 @@ def quick(model, x, **options):
                                        "max_tree_depth": 3, **options})
 
 
-def test_shapes_of_draws_samples_and_diagnostics():
-    cfg = tiny_config()
-    model = RNP(cfg)
-    guide = EncoderGuide(cfg, model=model)
-    x = torch.rand(3, *cfg.image_shape)
+def test_shapes_of_draws_samples_and_diagnostics(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
+    guide = EncoderGuide(model, cfg.guide)
+    x = torch.rand(3, *cfg.model.image_shape)
     post = quick(model, x, init=guide)
     assert isinstance(post, MCMCPosterior)
-    assert post.draws.shape == (2, 6, 3, cfg.z_dim)
-    assert set(post.samples) == {top_site(cfg)}
-    assert post.samples[top_site(cfg)].shape == (12, 3, cfg.z_dim)
-    assert post.r_hat().shape == post.ess().shape == (3, cfg.z_dim)
+    assert post.draws.shape == (2, 6, 3, cfg.model.z_dim)
+    assert set(post.samples) == {cfg.model.top_site}
+    assert post.samples[cfg.model.top_site].shape == (12, 3, cfg.model.z_dim)
+    assert post.r_hat().shape == post.ess().shape == (3, cfg.model.z_dim)
     assert torch.isfinite(post.r_hat()).all() and torch.isfinite(post.ess()).all()
     assert len(post.step_size) == len(post.accept_prob) == len(post.divergences) == 2
     assert all(0 <= a <= 1 for a in post.accept_prob) and all(s > 0 for s in post.step_size)
 
 
-def test_dense_mass_matrix_and_too_few_draws_for_r_hat():
-    cfg = tiny_config()
-    x = torch.rand(2, *cfg.image_shape)
-    post = quick(RNP(cfg), x, full_mass=True, num_samples=3)
-    assert post.draws.shape == (2, 3, 2, cfg.z_dim) and post.divergences[0] >= 0
+def test_dense_mass_matrix_and_too_few_draws_for_r_hat(tiny_config):
+    cfg = tiny_config(**SMALL)
+    x = torch.rand(2, *cfg.model.image_shape)
+    post = quick(rnp(cfg), x, full_mass=True, num_samples=3)
+    assert post.draws.shape == (2, 3, 2, cfg.model.z_dim) and post.divergences[0] >= 0
     with pytest.raises(ValueError, match="at least 4 draws per chain"):
         post.r_hat()
 
 
-def test_same_seed_same_draws_and_caller_rng_untouched():
-    cfg = tiny_config()
-    model = RNP(cfg)
-    x = torch.rand(1, *cfg.image_shape)
+def test_same_seed_same_draws_and_caller_rng_untouched(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
+    x = torch.rand(1, *cfg.model.image_shape)
     before = torch.get_rng_state()
     first = quick(model, x, seed=3)
     assert torch.equal(torch.get_rng_state(), before)
@@ -70,9 +70,9 @@ def test_same_seed_same_draws_and_caller_rng_untouched():
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_networks_frozen_while_sampling_and_restored_after(bf16):
-    cfg = tiny_config(bf16_decoder=bf16)
-    model = RNP(cfg).train()
+def test_networks_frozen_while_sampling_and_restored_after(bf16, tiny_config):
+    cfg = tiny_config(**SMALL, bf16_decoder=bf16)
+    model = rnp(cfg).train()
     frozen_by_user = model.likelihood  # a part the caller had put in eval mode
     frozen_by_user.eval()
     first = next(model.parameters())
@@ -82,14 +82,14 @@ def test_networks_frozen_while_sampling_and_restored_after(bf16):
 
     def watch(module, args, output):
         seen.append((module.training, any(p.requires_grad for p in module.parameters()),
-                     module.cfg.bf16_decoder))
+                     module.bf16_decoder))
 
     model.register_forward_hook(watch)
-    quick(model, torch.rand(2, *cfg.image_shape))
+    quick(model, torch.rand(2, *cfg.model.image_shape))
 
     assert seen and all(not training and not grads for training, grads, _ in seen)
     assert all(not bf16_used for *_, bf16_used in seen)  # dynamics always in float32
-    assert model.cfg.bf16_decoder == bf16
+    assert model.bf16_decoder == bf16
     assert model.training and not frozen_by_user.training
     assert not first.requires_grad
     assert all(p.requires_grad for p in model.parameters() if p is not first)
@@ -98,23 +98,23 @@ def test_networks_frozen_while_sampling_and_restored_after(bf16):
         assert torch.equal(value, weights[key]), key
 
 
-def test_samples_plug_into_predictive_checks():
-    cfg = tiny_config()
-    model = RNP(cfg)
-    x = torch.rand(2, *cfg.image_shape)
+def test_samples_plug_into_predictive_checks(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
+    x = torch.rand(2, *cfg.model.image_shape)
     post = quick(model, x)
     check = ppc.posterior_predictive(model, None, x, posterior_samples=post.samples)
     assert check.replicated.shape == check.means.shape == (12, *x.shape)
-    assert torch.equal(check.latents[top_site(cfg)], post.samples[top_site(cfg)])
+    assert torch.equal(check.latents[cfg.model.top_site], post.samples[cfg.model.top_site])
     with torch.no_grad():
-        assert torch.allclose(check.means, model.decode(post.samples[top_site(cfg)]).canvas,
+        assert torch.allclose(check.means, model.decode(post.samples[cfg.model.top_site]).canvas,
                               atol=1e-5)
 
 
-def test_stochastic_levels_refused():
-    cfg = tiny_config(stochastic_levels=True)
+def test_stochastic_levels_refused(tiny_config):
+    cfg = tiny_config(**SMALL, stochastic_levels=True)
     with pytest.raises(ValueError, match=r"samples z\^K only"):
-        mcmc_posterior(RNP(cfg), torch.rand(1, *cfg.image_shape))
+        mcmc_posterior(rnp(cfg), torch.rand(1, *cfg.model.image_shape))
 
 
 class LinearRNP(RNP):
@@ -124,19 +124,19 @@ class LinearRNP(RNP):
     """
 
     def __init__(self, cfg, weight, bias):
-        super().__init__(cfg)
+        super().__init__(cfg.model, **cfg.speed.model_options())
         self.register_buffer("weight", weight)  # (pixels, |z|)
         self.register_buffer("bias", bias)  # (pixels,)
 
     def decode(self, z, stochastic=None):
         canvas = z @ self.weight.T + self.bias
-        return SimpleNamespace(canvas=canvas.reshape(*z.shape[:-1], *self.cfg.image_shape))
+        return SimpleNamespace(canvas=canvas.reshape(*z.shape[:-1], *self.config.image_shape))
 
 
-def test_nuts_recovers_exact_linear_gaussian_posterior():
+def test_nuts_recovers_exact_linear_gaussian_posterior(tiny_config):
     sigma = 1.0
-    cfg = tiny_config(z_dim=2, obs_scale=sigma)
-    pixels = math.prod(cfg.image_shape)
+    cfg = tiny_config(**SMALL).replace(z_dim=2, obs_scale=sigma)
+    pixels = math.prod(cfg.model.image_shape)
     gen = torch.Generator().manual_seed(1)
     weight = torch.randn(pixels, 2, generator=gen) * 0.25
     weight[:, 1] += 0.5 * weight[:, 0]  # correlated posterior
@@ -144,7 +144,7 @@ def test_nuts_recovers_exact_linear_gaussian_posterior():
     model = LinearRNP(cfg, weight, bias)
     z_true = torch.tensor([[1.5, -2.0], [-2.0, 2.5]])
     x = (z_true @ weight.T + bias + sigma * torch.randn(2, pixels, generator=gen)).reshape(
-        2, *cfg.image_shape)
+        2, *cfg.model.image_shape)
 
     precision = torch.eye(2) + weight.T @ weight / sigma**2
     cov = torch.linalg.inv(precision)
@@ -155,7 +155,7 @@ def test_nuts_recovers_exact_linear_gaussian_posterior():
 
     post = mcmc_posterior(model, x, num_samples=300, warmup_steps=150, num_chains=3,
                           seed=0)
-    draws = post.samples[top_site(cfg)]  # (S, B, 2)
+    draws = post.samples[cfg.model.top_site]  # (S, B, 2)
     ess = post.ess()
     assert (post.r_hat() < 1.05).all()
     assert (ess > 150).all()

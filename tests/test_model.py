@@ -5,46 +5,49 @@ import math
 
 import pytest
 import torch
-import pyro
 import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 from pyro.infer import Predictive, Trace_ELBO
 
 from rnp_pyro import model as model_module
-from rnp_pyro import presets, program, spatial
-from rnp_pyro.config import ConfigError, site_name, top_site
-from rnp_pyro.model import RNP, part_loss
+from rnp_pyro import program, spatial
+from rnp_pyro.errors import ConfigError
+from rnp_pyro.guides import EncoderGuide
+from rnp_pyro.model import RNP, part_loss, site_name
 from rnp_pyro.reference import depth_first_canvas
 
 
-def small(**overrides):
-    base = dict(z_dim=6, taus=(3, 2), hyper_width=16, program_encoder=(12, 8),
-                patch_hidden=12, image_size=12, encoder_convs=1, encoder_blocks=1,
-                encoder_dense=(16,), bf16_decoder=False)
-    return presets.get("strokes", **{**base, **overrides})
+@pytest.fixture
+def small(tiny_config):
+    """The tiny config at 12 px, decoding in float32."""
+    return functools.partial(tiny_config, image_size=12, bf16_decoder=False)
+
+
+def rnp(cfg):
+    """The RNP of a run config, with its speed switches."""
+    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 @pytest.fixture(autouse=True)
 def seeded():
-    pyro.clear_param_store()
     torch.manual_seed(0)
 
 
 @pytest.mark.parametrize("taus", [(3,), (3, 2), (2, 2, 2), (2, 2, 2, 2)])
-def test_decode_equals_depth_first_reference(taus):
+def test_decode_equals_depth_first_reference(taus, small):
     cfg = small(taus=taus, z_dim=5, channels=3)
-    model = RNP(cfg).double()
-    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    model = rnp(cfg).double()
+    z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
     reference = depth_first_canvas(model, z)
     assert tree.canvas.abs().sum() > 0
     torch.testing.assert_close(tree.canvas, reference, rtol=1e-9, atol=1e-9)
 
 
-def test_small_patches_are_placed_into_full_size_frames():
+def test_small_patches_are_placed_into_full_size_frames(small):
     cfg = small(taus=(3, 2), channels=3, patch_size=5)
-    model = RNP(cfg).double()
-    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    model = rnp(cfg).double()
+    z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
     for level in tree.levels:
         assert level.canvases.shape == level.placed.shape == (4, level.size, 3, 12, 12)
@@ -59,19 +62,19 @@ def test_placing_under_the_identity_map_is_bilinear_resizing():
     torch.testing.assert_close(placed, resized)
 
 
-def test_config_rejects_a_patch_of_one_pixel():
+def test_config_rejects_a_patch_of_one_pixel(small):
     with pytest.raises(ConfigError, match="patch_size"):
         small(patch_size=1)
 
 
-def test_tree_shapes_and_structure():
+def test_tree_shapes_and_structure(small):
     cfg = small(taus=(3, 2), channels=3)
-    tree = RNP(cfg).decode(torch.randn(5, cfg.z_dim))
+    tree = rnp(cfg).decode(torch.randn(5, cfg.model.z_dim))
     assert tree.canvas.shape == (5, 3, 12, 12)
     assert [lvl.size for lvl in tree.levels] == [1, 3, 6]
     for level in tree.levels:
         n = level.size
-        assert level.latents.shape == (5, n, cfg.z_dim)
+        assert level.latents.shape == (5, n, cfg.model.z_dim)
         assert level.actions.shape == (5, n, 6)
         assert level.canvases.shape == (5, n, 3, 12, 12)
         assert level.placed.shape == (5, n, 3, 12, 12)
@@ -82,57 +85,57 @@ def test_tree_shapes_and_structure():
                                    tree.levels[depth].canvases)
     torch.testing.assert_close(tree.leaves.placed[:, 4],
                                spatial.place(tree.leaves.canvases[:, 4], tree.leaves.actions[:, 4],
-                                             cfg.scale_offset))
+                                             cfg.model.scale_offset))
 
 
-def test_decode_broadcasts_over_leading_dims():
+def test_decode_broadcasts_over_leading_dims(small):
     cfg = small()
-    model = RNP(cfg)
-    z = torch.randn(2, 3, cfg.z_dim)
+    model = rnp(cfg)
+    z = torch.randn(2, 3, cfg.model.z_dim)
     tree = model.decode(z)
     assert tree.canvas.shape == (2, 3, 1, 12, 12)
     torch.testing.assert_close(tree.canvas[1], model.decode(z[1]).canvas)
 
 
-def test_model_trace_sites_and_shapes():
+def test_model_trace_sites_and_shapes(small):
     cfg = small()
     x = torch.rand(4, 1, 12, 12)
-    trace = poutine.trace(RNP(cfg)).get_trace(x)
+    trace = poutine.trace(rnp(cfg)).get_trace(x)
     trace.compute_log_prob()
-    assert trace.nodes[top_site(cfg)]["fn"].event_shape == (cfg.z_dim,)
-    assert trace.nodes[top_site(cfg)]["log_prob"].shape == (4,)
+    assert trace.nodes[cfg.model.top_site]["fn"].event_shape == (cfg.model.z_dim,)
+    assert trace.nodes[cfg.model.top_site]["log_prob"].shape == (4,)
     obs = trace.nodes["x"]
     assert obs["is_observed"] and obs["fn"].event_shape == (1, 12, 12)
     assert obs["log_prob"].shape == (4,)
     latent = [n for n, s in trace.nodes.items() if s["type"] == "sample"
               and not s["is_observed"] and not site_is_subsample(s)]
-    assert latent == [top_site(cfg)]
+    assert latent == [cfg.model.top_site]
 
 
-def test_stochastic_levels_one_site_per_level():
+def test_stochastic_levels_one_site_per_level(small):
     cfg = small(stochastic_levels=True, taus=(3, 2))
     x = torch.rand(4, 1, 12, 12)
-    model = RNP(cfg)
+    model = rnp(cfg)
     trace = poutine.trace(model).get_trace(x)
     assert [site_name(k) for k in (2, 1, 0)] == ["z2", "z1", "z0"]
-    assert trace.nodes["z1"]["fn"].event_shape == (3, cfg.z_dim)
-    assert trace.nodes["z0"]["fn"].event_shape == (6, cfg.z_dim)
-    assert trace.nodes["z0"]["value"].shape == (4, 6, cfg.z_dim)
+    assert trace.nodes["z1"]["fn"].event_shape == (3, cfg.model.z_dim)
+    assert trace.nodes["z0"]["fn"].event_shape == (6, cfg.model.z_dim)
+    assert trace.nodes["z0"]["value"].shape == (4, 6, cfg.model.z_dim)
     # conditioning the level sites on their means gives the deterministic tree
     z = trace.nodes["z2"]["value"]
-    latents, _, _ = model.grow(z, stochastic=False)
-    means = {"z2": z, "z1": latents[1], "z0": latents[2]}
+    _, below = model.level(z.unsqueeze(-2), 0, z.shape[:-1], stochastic=False, draw=False)
+    means = {"z2": z, "z1": below[0].latents, "z0": below[1].latents}
     conditioned = poutine.trace(poutine.condition(model, means)).get_trace(x)
     torch.testing.assert_close(conditioned.nodes["_RETURN"]["value"],
                                model.decode(z, stochastic=False).canvas)
 
 
 @pytest.mark.parametrize("likelihood", ["normal", "laplace", "continuous_bernoulli", "bernoulli"])
-def test_vectorized_particles_elbo(likelihood):
-    from rnp_pyro.guides import EncoderGuide
+def test_vectorized_particles_elbo(likelihood, small):
     cfg = small(likelihood=likelihood, obs_scale=None if likelihood == "laplace" else 0.2,
                 part_loss_weight=0.5)
-    model, guide = RNP(cfg), EncoderGuide(cfg)
+    model = rnp(cfg)
+    guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 12, 12)
     elbo = Trace_ELBO(num_particles=5, vectorize_particles=True, max_plate_nesting=1)
     loss = elbo.differentiable_loss(model, guide, x)
@@ -141,25 +144,25 @@ def test_vectorized_particles_elbo(likelihood):
     assert all(p.grad is not None for p in model.hyper_state.parameters())
 
 
-def test_predictive_parallel():
-    from rnp_pyro.guides import EncoderGuide
+def test_predictive_parallel(small):
     cfg = small()
-    model, guide = RNP(cfg), EncoderGuide(cfg)
+    model = rnp(cfg)
+    guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 12, 12)
     predictive = Predictive(model, guide=guide, num_samples=4, parallel=True,
-                            return_sites=["x", top_site(cfg)])
+                            return_sites=["x", cfg.model.top_site])
     samples = predictive(x)
-    assert samples[top_site(cfg)].shape == (4, 3, cfg.z_dim)
+    assert samples[cfg.model.top_site].shape == (4, 3, cfg.model.z_dim)
     assert samples["x"].shape == (4, 3, 1, 12, 12)
 
 
-def test_normal_elbo_matches_papers_loss():
+def test_normal_elbo_matches_papers_loss(small):
     """-ELBO with obs scale sqrt(beta/2) equals (SSE + beta * KL) / beta + const."""
     cfg = small(obs_scale=math.sqrt(0.05))
-    model = RNP(cfg)
+    model = rnp(cfg)
     x = torch.rand(2, 1, 12, 12)
-    z = torch.randn(2, cfg.z_dim)
-    trace = poutine.trace(poutine.condition(model, {top_site(cfg): z})).get_trace(x)
+    z = torch.randn(2, cfg.model.z_dim)
+    trace = poutine.trace(poutine.condition(model, {cfg.model.top_site: z})).get_trace(x)
     trace.compute_log_prob()
     canvas = model.decode(z).canvas
     sse = (canvas - x).pow(2).sum((-1, -2, -3))
@@ -169,54 +172,54 @@ def test_normal_elbo_matches_papers_loss():
 
 
 @pytest.mark.parametrize("taus, patch_size", [((2, 2), None), ((2,), 5)])
-def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_size):
+def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_size, small):
     cfg = small(taus=taus, patch_size=patch_size)
-    model = RNP(cfg)
-    z = torch.randn(2, cfg.z_dim)
+    model = rnp(cfg)
+    z = torch.randn(2, cfg.model.z_dim)
     tree = model.decode(z)
     x = torch.rand(2, 1, 12, 12, requires_grad=True)
-    loss = part_loss(tree, x, cfg)
+    loss = part_loss(tree, x, cfg.model.scale_offset, cfg.model.rotation_range)
     assert loss.shape == (2,) and (loss > 0).all()
     loss.sum().backward()
     assert x.grad is None
 
 
-def test_sample_from_prior():
+def test_sample_from_prior(small):
     cfg = small()
-    tree = RNP(cfg).sample(7)
+    tree = rnp(cfg).sample(7)
     assert tree.canvas.shape == (7, 1, 12, 12)
     assert torch.isfinite(tree.canvas).all()
 
 
-def test_unmaterialized_decoder_is_the_same_function():
+def test_unmaterialized_decoder_is_the_same_function(small):
     cfg = small()
-    model = RNP(cfg).double()
-    lazy = RNP(cfg.replace(materialize_weights=False)).double()
+    model = rnp(cfg.replace(materialize_weights=True)).double()
+    lazy = rnp(cfg.replace(materialize_weights=False)).double()
     lazy.load_state_dict(model.state_dict())
-    z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
+    z = torch.randn(3, cfg.model.z_dim, dtype=torch.float64)
     torch.testing.assert_close(lazy.decode(z).canvas, model.decode(z).canvas)
     torch.testing.assert_close(lazy.decode(z).canvas, depth_first_canvas(lazy, z))
 
 
-def test_bf16_decoder_stays_close_to_float32():
+def test_bf16_decoder_stays_close_to_float32(small):
     cfg = small()
-    model = RNP(cfg)
-    fast = RNP(cfg.replace(bf16_decoder=True))
+    model = rnp(cfg)
+    fast = rnp(cfg.replace(bf16_decoder=True))
     fast.load_state_dict(model.state_dict())
-    z = torch.randn(8, cfg.z_dim)
+    z = torch.randn(8, cfg.model.z_dim)
     exact, approx = model.decode(z).canvas, fast.decode(z).canvas
     assert not torch.equal(exact, approx)
     torch.testing.assert_close(approx, exact, rtol=0.02, atol=0.02 * exact.abs().max().item())
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared):
+def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared, small):
     cfg = small(taus=(2, 2, 2), shared_hypernetworks=shared)
-    model = RNP(cfg).double()
-    tree = model.decode(torch.randn(3, cfg.z_dim, dtype=torch.float64))
+    model = rnp(cfg).double()
+    tree = model.decode(torch.randn(3, cfg.model.z_dim, dtype=torch.float64))
     parts = tree.levels[1]
     alone = model.decode(parts.latents, depth=1)  # (3, 2) subtrees
-    assert alone.taus == cfg.taus[1:] and len(alone.levels) == len(tree.levels) - 1
+    assert alone.taus == cfg.model.taus[1:] and len(alone.levels) == len(tree.levels) - 1
     torch.testing.assert_close(alone.canvas, parts.canvases)
     torch.testing.assert_close(alone.leaves.drawn.flatten(1, 2), tree.leaves.drawn)
     with pytest.raises(ValueError, match="depth must be 0"):
@@ -225,26 +228,26 @@ def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared):
 
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("depth", [1, 2])
-def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth):
+def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth, small):
     cfg = small(taus=(2, 3, 2), shared_hypernetworks=shared)
-    model = RNP(cfg).double()
-    truncated = RNP(cfg.replace(taus=cfg.taus[depth:])).double()
+    model = rnp(cfg).double()
+    truncated = rnp(cfg.replace(taus=cfg.model.taus[depth:])).double()
     truncated.load_state_dict(model.subtree_state(depth))
-    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     torch.testing.assert_close(truncated.decode(z).canvas, model.decode(z, depth=depth).canvas)
     torch.testing.assert_close(truncated.decode(z).canvas, depth_first_canvas(truncated, z))
 
 
-def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch):
+def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch, small):
     # dynamo's capture (dynamic shapes, autograd) of the real program steps; the
     # aot_eager backend leaves out inductor's code generation, which takes a minute here
-    monkeypatch.setattr(model_module, "_compiled_program_run", functools.cache(
-        lambda: torch.compile(program.run, dynamic=True, backend="aot_eager")))
+    monkeypatch.setattr(model_module, "_compiled", functools.cache(
+        lambda: torch.compile(program.Program.run, dynamic=True, backend="aot_eager")))
     cfg = small()
-    plain, compiled = RNP(cfg), RNP(cfg.replace(compile_programs=True))
+    plain, compiled = rnp(cfg), rnp(cfg.replace(compile_programs=True))
     compiled.load_state_dict(plain.state_dict())
     for batch in (5, 3):  # a second shape must not change the result either
-        z = torch.randn(batch, cfg.z_dim, requires_grad=True)
+        z = torch.randn(batch, cfg.model.z_dim, requires_grad=True)
         mine, theirs = compiled.decode(z).canvas, plain.decode(z).canvas
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(torch.autograd.grad(mine.square().sum(), z)[0],
@@ -252,19 +255,18 @@ def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch):
                                    atol=1e-4, rtol=1e-3)
 
 
-def test_per_level_hypernetworks_option():
+def test_per_level_hypernetworks_option(small):
     cfg = small(shared_hypernetworks=False)
-    model = RNP(cfg)
-    assert len(model.hyper_state) == len(cfg.taus)
-    z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
+    model = rnp(cfg)
+    assert len(model.hyper_state) == len(cfg.model.taus)
+    z = torch.randn(3, cfg.model.z_dim, dtype=torch.float64)
     torch.testing.assert_close(model.double().decode(z).canvas, depth_first_canvas(model, z))
 
 
-def test_stochastic_levels_train_with_the_encoder_guide():
-    from rnp_pyro.guides import EncoderGuide
+def test_stochastic_levels_train_with_the_encoder_guide(small):
     cfg = small(stochastic_levels=True)
-    model = RNP(cfg)
-    guide = EncoderGuide(cfg, model=model)
+    model = rnp(cfg)
+    guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(4, 1, 12, 12)
     guide_trace = poutine.trace(guide).get_trace(x)
     assert {"z2", "z1", "z0"} <= set(guide_trace.nodes)
@@ -275,10 +277,10 @@ def test_stochastic_levels_train_with_the_encoder_guide():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in guide.parameters())
 
 
-def test_model_rejects_images_of_another_shape():
+def test_model_rejects_images_of_another_shape(small):
     cfg = small()
     with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 12, 12\)"):
-        RNP(cfg)(torch.rand(2, 1, 10, 10))
+        rnp(cfg)(torch.rand(2, 1, 10, 10))
 
 
 def test_affine_grid_equals_torch_and_its_gradient():

@@ -5,19 +5,18 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from rnp_pyro import data, presets
+from rnp_pyro import data
 from rnp_pyro.train import fit
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_posterior_predictive_notebook(tmp_path, monkeypatch):
-    cfg = presets.get("strokes", image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
-                      program_encoder=(12, 8), patch_hidden=12, encoder_channels=8,
-                      encoder_convs=1, encoder_blocks=1, encoder_dense=(16,), batch_size=32)
+def test_posterior_predictive_notebook(tmp_path, monkeypatch, tiny_config):
+    cfg = tiny_config()
+    size = cfg.model.image_size
     fit(cfg, tmp_path / "run", max_steps=3, device="cpu", progress=False,
-        train_set=data.load_images("strokes", image_size=16, limit=64),
-        test_set=data.load_images("strokes", train=False, image_size=16, limit=16))
+        train_set=data.load_images("strokes", image_size=size, limit=64),
+        test_set=data.load_images("strokes", train=False, image_size=size, limit=16))
     monkeypatch.setenv("RNP_PPC_RUN", str(tmp_path / "run"))
     monkeypatch.setenv("RNP_PPC_IMAGES", "8")
     monkeypatch.setenv("RNP_PPC_SAMPLES", "6")

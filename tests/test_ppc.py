@@ -4,9 +4,13 @@ import pyro
 import pytest
 import torch
 
-from rnp_pyro import ConvVAE, RNP, ppc, presets
-from rnp_pyro.config import latent_sites, top_site
-from rnp_pyro.guides import make
+from rnp_pyro import ConvVAE, RNP, guides, ppc
+
+# a small untrained tree on the fashion settings at 12 px
+SMALL = dict(dataset="fashion", scale_offset=1.6, materialize_weights=True, encoder_channels=8,
+             encoder_blocks=1, encoder_dense=(32,), z_dim=4, taus=(2, 2), hyper_width=16,
+             hyper_state_layers=2, hyper_policy_layers=1, program_encoder=(16, 8),
+             patch_hidden=16, image_size=12, patch_size=4, encoder_convs=2)
 
 
 @pytest.fixture(autouse=True)
@@ -14,12 +18,8 @@ def seeded():
     pyro.set_rng_seed(0)
 
 
-def tiny_config(**overrides):
-    small = dict(encoder_channels=8, encoder_blocks=1, encoder_dense=(32,), z_dim=4,
-                 taus=(2, 2), hyper_width=16, hyper_state_layers=2, hyper_policy_layers=1,
-                 program_encoder=(16, 8), patch_hidden=16, image_size=12, patch_size=4,
-                 encoder_convs=2)
-    return presets.get("fashion", **{**small, **overrides})
+def rnp(cfg):
+    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 def test_statistics_of_known_images():
@@ -33,60 +33,62 @@ def test_statistics_of_known_images():
     assert ppc.edge_energy(stripes).item() == pytest.approx(1.0)
 
 
-def test_part_masses_share_out_the_image_where_parts_draw():
-    cfg = tiny_config()
-    model = RNP(cfg)
+def test_part_masses_share_out_the_image_where_parts_draw(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
     with torch.no_grad():
-        tree = model.decode(torch.randn(5, cfg.z_dim))
-    x = torch.rand(5, *cfg.image_shape)
+        tree = model.decode(torch.randn(5, cfg.model.z_dim))
+    x = torch.rand(5, *cfg.model.image_shape)
     masses = ppc.part_mass(tree, x)
-    assert masses.shape == (5, cfg.taus[0]) and (masses >= 0).all()
+    assert masses.shape == (5, cfg.model.taus[0]) and (masses >= 0).all()
     drawn = (tree.levels[1].placed.clamp(min=0).sum(-4) > 0).float()
     assert torch.allclose(masses.sum(-1), ppc.mean_intensity(x * drawn), atol=1e-5)
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
-def test_replicated_images_are_drawn_from_the_likelihood(stochastic):
-    cfg = tiny_config(stochastic_levels=stochastic, guide="ladder" if stochastic else "encoder")
-    model = RNP(cfg)
-    guide = make(cfg.guide, cfg, model)
-    x = torch.rand(3, *cfg.image_shape)
+def test_replicated_images_are_drawn_from_the_likelihood(stochastic, tiny_config):
+    cfg = tiny_config(**SMALL, stochastic_levels=stochastic,
+                      guide="ladder" if stochastic else "encoder")
+    model = rnp(cfg)
+    guide = guides.build(cfg.guide, model)
+    x = torch.rand(3, *cfg.model.image_shape)
     check = ppc.posterior_predictive(model, guide, x, num_samples=400)
-    assert set(check.latents) == set(latent_sites(cfg))
-    assert check.latents[top_site(cfg)].shape == (400, 3, cfg.z_dim)
+    assert set(check.latents) == set(cfg.model.latent_sites)
+    assert check.latents[cfg.model.top_site].shape == (400, 3, cfg.model.z_dim)
     assert check.replicated.shape == check.means.shape == (400, *x.shape)
     # fresh draws around each canvas, not the observed images handed back
     assert not torch.equal(check.replicated[0], x)
     noise = check.replicated - check.means
     assert noise.mean().abs() < 0.01
-    assert noise.std().item() == pytest.approx(cfg.obs_scale, rel=0.05)
+    assert noise.std().item() == pytest.approx(cfg.model.obs_scale, rel=0.05)
     # the latents vary over draws, so the canvases do
     assert check.means.std(0).mean() > 0
     assert set(check.statistics) == {*ppc.IMAGE_STATISTICS, "part_mass"}
 
 
-def test_p_values_flag_what_the_model_cannot_reproduce():
-    cfg = tiny_config()
-    model = RNP(cfg)
-    guide = make("encoder", cfg, model)
-    bright, blank = torch.ones(2, *cfg.image_shape), torch.zeros(2, *cfg.image_shape)
+def test_p_values_flag_what_the_model_cannot_reproduce(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
+    guide = guides.build(cfg.guide, model)
+    bright, blank = torch.ones(2, *cfg.model.image_shape), torch.zeros(2, *cfg.model.image_shape)
     brighter = ppc.posterior_predictive(model, guide, bright, num_samples=50).p_values()
     assert brighter["mean_intensity"].shape == (2,)
-    assert brighter["part_mass"].shape == (2, cfg.taus[0])
+    assert brighter["part_mass"].shape == (2, cfg.model.taus[0])
     assert (brighter["mean_intensity"] == 0).all()  # no replica is as bright as all ones
     smoother = ppc.posterior_predictive(model, guide, blank, num_samples=50).p_values()
     assert (smoother["edge_energy"] == 1).all()  # every noisy replica has more edges than none
 
 
-def test_given_posterior_samples_and_seeds():
-    cfg = tiny_config()
-    model = RNP(cfg)
-    guide = make("encoder", cfg, model)
-    x = torch.rand(2, *cfg.image_shape)
-    draws = {top_site(cfg): torch.randn(6, 2, cfg.z_dim)}
+def test_given_posterior_samples_and_seeds(tiny_config):
+    cfg = tiny_config(**SMALL)
+    model = rnp(cfg)
+    guide = guides.build(cfg.guide, model)
+    x = torch.rand(2, *cfg.model.image_shape)
+    draws = {cfg.model.top_site: torch.randn(6, 2, cfg.model.z_dim)}
     check = ppc.posterior_predictive(model, None, x, posterior_samples=draws)
     with torch.no_grad():
-        assert torch.allclose(check.means, model.decode(draws[top_site(cfg)]).canvas, atol=1e-6)
+        assert torch.allclose(check.means, model.decode(draws[cfg.model.top_site]).canvas,
+                              atol=1e-6)
     state = torch.get_rng_state()
     first = ppc.posterior_predictive(model, guide, x, num_samples=5, seed=1)
     assert torch.equal(torch.get_rng_state(), state)
@@ -96,31 +98,31 @@ def test_given_posterior_samples_and_seeds():
         ppc.posterior_predictive(model, None, x)
 
 
-def test_arviz_data_and_plots(tmp_path):
-    cfg = tiny_config(stochastic_levels=True, guide="ladder")
-    model = RNP(cfg)
-    x = torch.rand(4, *cfg.image_shape)
-    check = ppc.posterior_predictive(model, make("ladder", cfg, model), x, num_samples=10)
+def test_arviz_data_and_plots(tmp_path, tiny_config):
+    cfg = tiny_config(**SMALL, stochastic_levels=True, guide="ladder")
+    model = rnp(cfg)
+    x = torch.rand(4, *cfg.model.image_shape)
+    check = ppc.posterior_predictive(model, guides.build(cfg.guide, model), x, num_samples=10)
     data = check.to_arviz()
     for group in ("posterior", "posterior_predictive", "observed_data"):
         assert group in data
     predictive, observed = data["posterior_predictive"], data["observed_data"]
     assert predictive["x"].shape == (1, 10, *x.shape)
     assert observed["x"].shape == x.shape
-    assert predictive["part_mass"].shape == (1, 10, 4, cfg.taus[0])
+    assert predictive["part_mass"].shape == (1, 10, 4, cfg.model.taus[0])
     assert observed["mean_intensity"].shape == (4,)
-    assert data["posterior"]["z1"].shape == (1, 10, 4, cfg.taus[0], cfg.z_dim)
+    assert data["posterior"]["z1"].shape == (1, 10, 4, cfg.model.taus[0], cfg.model.z_dim)
     for name in ("statistics.png", "images.png"):
         path = (check.plot_statistics if name == "statistics.png" else check.plot_images)(
             tmp_path / name)
         assert path.stat().st_size > 1000
 
 
-def test_conv_vae_has_no_parts_to_check():
-    cfg = tiny_config(model="convvae")
-    model = ConvVAE(cfg)
-    check = ppc.posterior_predictive(model, make("encoder", cfg, model),
-                                     torch.rand(2, *cfg.image_shape), num_samples=4)
+def test_conv_vae_has_no_parts_to_check(tiny_config):
+    cfg = tiny_config(**SMALL, model="convvae")
+    model = ConvVAE(cfg.model)
+    check = ppc.posterior_predictive(model, guides.build(cfg.guide, model),
+                                     torch.rand(2, *cfg.model.image_shape), num_samples=4)
     assert set(check.statistics) == set(ppc.IMAGE_STATISTICS)
     data = check.to_arviz()  # InferenceData on ArviZ 0.x, DataTree on 1.x
     assert "part_mass" not in data["posterior_predictive"]

@@ -1,20 +1,22 @@
 """Fixed primitives (the papers' Fig. 4A): leaves that only combine given strokes, and
 the conv VAE that stamps them."""
 
+import functools
+
 import pytest
 import torch
 
-from images import tiny_strokes
 from rnp_pyro import ConvVAE, RNP
-from rnp_pyro.config import ConfigError
+from rnp_pyro.errors import ConfigError
 from rnp_pyro.primitives import PrimitiveStamp, primitive_images
 from rnp_pyro.reference import depth_first_canvas
 
 
-def small(**overrides):
-    """tiny_strokes whose 6-pixel leaf patches combine a line and a curve."""
-    base = dict(patch_size=6, bf16_decoder=False, primitives=("line", "curve"))
-    return tiny_strokes(**{**base, **overrides})
+@pytest.fixture
+def small(tiny_config):
+    """The tiny config whose 6-pixel leaf patches combine a line and a curve."""
+    return functools.partial(tiny_config, patch_size=6, bf16_decoder=False,
+                             primitives=("line", "curve"))
 
 
 def test_primitives_are_strokes_with_their_symmetries():
@@ -29,10 +31,10 @@ def test_primitives_are_strokes_with_their_symmetries():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_every_leaf_patch_is_a_non_negative_combination_of_the_primitives(channels):
+def test_every_leaf_patch_is_a_non_negative_combination_of_the_primitives(channels, small):
     cfg = small(channels=channels)
-    model = RNP(cfg).double()
-    z = torch.randn(4, cfg.z_dim, dtype=torch.float64)
+    model = RNP(cfg.model, **cfg.speed.model_options()).double()
+    z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
     patches = tree.leaves.drawn.flatten(0, 2)  # (leaves * channels, P, P)
     basis = model.primitive_images.flatten(1).T  # (P * P, 2)
@@ -54,15 +56,15 @@ def test_the_stamp_draws_each_primitive_where_its_coefficient_is():
     assert out.sum() == pytest.approx(2 * primitive_images(("curve",), 6).sum().item())
 
 
-def test_the_conv_vae_learns_only_the_coefficients():
+def test_the_conv_vae_learns_only_the_coefficients(small):
     cfg = small(model="convvae")
-    vae = ConvVAE(cfg)
+    vae = ConvVAE(cfg.model)
     assert not any(name.endswith("weight") and p.shape[-2:] == (6, 6)
                    for name, p in vae.named_parameters())
     stamp = len(vae.decoder) - 1
     assert isinstance(vae.decoder[stamp], PrimitiveStamp)
     assert not any(key.startswith(f"decoder.{stamp}.") for key in vae.state_dict())  # fixed
-    canvas = vae.decode(torch.randn(3, cfg.z_dim)).canvas
+    canvas = vae.decode(torch.randn(3, cfg.model.z_dim)).canvas
     assert canvas.shape == (3, 1, 16, 16) and (canvas >= 0).all()
 
 
@@ -71,6 +73,6 @@ def test_the_conv_vae_learns_only_the_coefficients():
     (dict(primitives=("line", "line")), "primitives must be distinct names"),
     (dict(model="convvae", patch_size=5), "patch_size must be even"),
 ])
-def test_bad_primitive_settings_are_refused(change, words):
+def test_bad_primitive_settings_are_refused(change, words, small):
     with pytest.raises(ConfigError, match=words):
         small(**change)

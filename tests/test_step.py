@@ -6,7 +6,6 @@ import torch
 from pyro.infer.util import is_validation_enabled
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data
 from rnp_pyro.infer.objectives import Trace_ELBO
 from rnp_pyro.run import build
@@ -26,13 +25,21 @@ class HostReads(TorchDispatchMode):
 
 
 @pytest.fixture(scope="module")
-def images():
-    return data.load_images("strokes", image_size=TINY_SIZE, limit=64).images
+def images(tiny_config):
+    return data.load_images("strokes", image_size=tiny_config().model.image_size, limit=64).images
+
+
+def train_step(cfg, model, guide, dataset_size, cuda_graphs=False):
+    """The training loop's step for ``cfg``'s model and guide, on all their parameters."""
+    parameters = list(model.parameters()) + list(guide.parameters())
+    step = TrainStep(model, guide, parameters, dataset_size, cfg.train,
+                     bf16_autocast=cfg.speed.bf16_autocast, cuda_graphs=cuda_graphs)
+    return step, parameters
 
 
 @pytest.mark.parametrize("overrides", [{}, {"stochastic_levels": True}, {"model": "convvae"}])
-def test_the_device_elbo_has_pyros_value_and_gradient(images, overrides):
-    cfg = tiny_strokes(**overrides)
+def test_the_device_elbo_has_pyros_value_and_gradient(images, overrides, tiny_config):
+    cfg = tiny_config(**overrides)
     pyro.set_rng_seed(0)
     model, guide = build(cfg)
     results = []
@@ -44,11 +51,10 @@ def test_the_device_elbo_has_pyros_value_and_gradient(images, overrides):
     torch.testing.assert_close(results[1], results[0])
 
 
-def test_after_the_first_step_a_step_reads_nothing_back_from_the_device(images):
-    cfg = tiny_strokes()
+def test_after_the_first_step_a_step_reads_nothing_back_from_the_device(images, tiny_config):
+    cfg = tiny_config()
     model, guide = build(cfg)
-    parameters = list(model.parameters()) + list(guide.parameters())
-    step = TrainStep(cfg, model, guide, parameters, dataset_size=len(images))
+    step, _ = train_step(cfg, model, guide, dataset_size=len(images))
     indices = torch.arange(32)
     with HostReads() as first:
         step(images[indices], indices)
@@ -62,16 +68,14 @@ def test_after_the_first_step_a_step_reads_nothing_back_from_the_device(images):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_captured_step_takes_the_eager_steps_values(images):
-    cfg = tiny_strokes()
+def test_a_captured_step_takes_the_eager_steps_values(images, tiny_config):
+    cfg = tiny_config()
     x = images.cuda()
     steps = []
     for graphs in (False, True):
         pyro.set_rng_seed(0)
         model, guide = (module.cuda() for module in build(cfg))
-        parameters = list(model.parameters()) + list(guide.parameters())
-        steps.append((TrainStep(cfg, model, guide, parameters, len(x), cuda_graphs=graphs),
-                      parameters))
+        steps.append(train_step(cfg, model, guide, len(x), cuda_graphs=graphs))
     full, last = torch.arange(32, device="cuda"), torch.arange(16, device="cuda")
     # three eager, the capture, two replays, a smaller batch (eager), one more replay
     for number, indices in enumerate([full] * 6 + [last, full]):

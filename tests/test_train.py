@@ -8,25 +8,26 @@ import pyro
 import pytest
 import torch
 
-from images import TINY_SIZE, tiny_strokes
 from rnp_pyro import data
-from rnp_pyro.config import ConfigError, RNPConfig
-from rnp_pyro.evaluate import evaluate
+from rnp_pyro.config import RunConfig
+from rnp_pyro.errors import CheckpointError, ConfigError
+from rnp_pyro.metrics import evaluate
 from rnp_pyro.infer import objectives
-from rnp_pyro.run import CheckpointError, load_run, resolve_device
-from rnp_pyro.train import build, fit
-
-SIZE = TINY_SIZE
-
-
-small = tiny_strokes
+from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, resolve_device,
+                          save_checkpoint)
+from rnp_pyro.train import fit
 
 
 @pytest.fixture(scope="module")
-def strokes():
+def size(tiny_config):
+    return tiny_config().model.image_size
+
+
+@pytest.fixture(scope="module")
+def strokes(size):
     """256 training and 64 test images: 8 steps per epoch at batch size 32."""
-    return (data.load_images("strokes", image_size=SIZE, limit=256),
-            data.load_images("strokes", train=False, image_size=SIZE, limit=64))
+    return (data.load_images("strokes", image_size=size, limit=256),
+            data.load_images("strokes", train=False, image_size=size, limit=64))
 
 
 def train(cfg, out, strokes, **options):
@@ -36,9 +37,9 @@ def train(cfg, out, strokes, **options):
 
 
 @pytest.fixture(scope="module")
-def run20(strokes, tmp_path_factory):
+def run20(strokes, tmp_path_factory, tiny_config):
     """One uninterrupted run of 20 steps (two epochs and a half)."""
-    return train(small(), tmp_path_factory.mktemp("run") / "run20", strokes, max_steps=20)
+    return train(tiny_config(), tmp_path_factory.mktemp("run") / "run20", strokes, max_steps=20)
 
 
 def metrics_rows(out):
@@ -60,9 +61,9 @@ def copy_run(run, tmp_path):
 
 
 # ---------------------------------------------------------------------------- a run's files
-def test_a_run_writes_config_checkpoint_metrics_tensorboard_and_figures(run20):
+def test_a_run_writes_config_checkpoint_metrics_tensorboard_and_figures(run20, tiny_config):
     out = run20.path
-    assert RNPConfig.load(out / "config.json") == small()
+    assert RunConfig.load(out / "config.json") == tiny_config()
     assert (out / "checkpoint.pt").stat().st_size > 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     for figure in ("reconstructions.png", "samples.png"):
@@ -79,18 +80,20 @@ def test_a_run_writes_config_checkpoint_metrics_tensorboard_and_figures(run20):
     assert run20.metrics["step"] == 20
 
 
-def test_the_learning_rate_decays_every_few_epochs_across_a_resume(strokes, tmp_path):
-    cfg = small(lr_decay_every=2, lr_decay=0.5)
+def test_the_learning_rate_decays_every_few_epochs_across_a_resume(strokes, tmp_path,
+                                                                   tiny_config):
+    cfg = tiny_config(lr_decay_every=2, lr_decay=0.5)
     train(cfg, tmp_path / "run", strokes, epochs=1)
     run = train(cfg, tmp_path / "run", strokes, epochs=4, resume=True)
     assert [float(r["lr"]) for r in metrics_rows(run.path)] == [1e-3, 1e-3, 5e-4, 5e-4]
 
 
 # ---------------------------------------------------------------------------- resuming
-def test_an_interrupted_run_resumes_as_if_it_had_never_stopped(run20, strokes, tmp_path):
+def test_an_interrupted_run_resumes_as_if_it_had_never_stopped(run20, strokes, tmp_path,
+                                                               tiny_config):
     out = tmp_path / "run"
-    train(small(), out, strokes, max_steps=10)
-    resumed = train(small(), out, strokes, max_steps=20, resume=True)
+    train(tiny_config(), out, strokes, max_steps=10)
+    resumed = train(tiny_config(), out, strokes, max_steps=20, resume=True)
 
     assert (resumed.epoch, resumed.step) == (2, 20)
     torch.testing.assert_close(weights(resumed), weights(run20))
@@ -101,50 +104,52 @@ def test_an_interrupted_run_resumes_as_if_it_had_never_stopped(run20, strokes, t
         assert float(row["test_elbo"]) == pytest.approx(float(straight[row["step"]]["test_elbo"]))
 
 
-def test_resuming_with_more_epochs_trains_on(run20, strokes, tmp_path):
+def test_resuming_with_more_epochs_trains_on(run20, strokes, tmp_path, tiny_config):
     out = copy_run(run20, tmp_path)
-    resumed = train(small(), out, strokes, max_steps=24, resume=True)
+    resumed = train(tiny_config(), out, strokes, max_steps=24, resume=True)
     assert resumed.step == 24
     assert [int(r["step"]) for r in metrics_rows(out)] == [8, 16, 20, 24]
 
 
-def test_rows_written_after_the_last_checkpoint_are_dropped_on_resume(run20, strokes, tmp_path):
+def test_rows_written_after_the_last_checkpoint_are_dropped_on_resume(run20, strokes, tmp_path,
+                                                                      tiny_config):
     out = copy_run(run20, tmp_path)
     with open(out / "metrics.csv", "a") as file:  # a row whose checkpoint never got written
         file.write("3,24,1.0,1.0,1.0,0.001,0,1.0\n")
-    train(small(), out, strokes, max_steps=22, resume=True)
+    train(tiny_config(), out, strokes, max_steps=22, resume=True)
     assert [int(r["step"]) for r in metrics_rows(out)] == [8, 16, 20, 22]
 
 
 @pytest.mark.parametrize("change, named", [(dict(lr=5e-4), "lr"), (dict(z_dim=7), "z_dim")])
-def test_resume_refuses_other_settings(run20, strokes, change, named):
+def test_resume_refuses_other_settings(run20, strokes, change, named, tiny_config):
     with pytest.raises(CheckpointError, match=f"{named} .*another --out"):
-        train(small(**change), run20.path, strokes, max_steps=30, resume=True)
+        train(tiny_config(**change), run20.path, strokes, max_steps=30, resume=True)
 
 
-def test_a_run_resumes_with_its_performance_switches_changed(run20, strokes, tmp_path):
+def test_a_run_resumes_with_its_performance_switches_changed(run20, strokes, tmp_path,
+                                                             tiny_config):
     out = copy_run(run20, tmp_path)
-    switched = small(bf16_decoder=False, materialize_weights=True, cuda_graphs=True)
+    switched = tiny_config(bf16_decoder=False, materialize_weights=True, cuda_graphs=True)
     resumed = train(switched, out, strokes, max_steps=22, resume=True)
-    assert resumed.step == 22 and not resumed.config.bf16_decoder
-    assert load_run(out).config.materialize_weights  # and the run loads as it now is
+    assert resumed.step == 22 and not resumed.config.speed.bf16_decoder
+    assert load_run(out).config.speed.materialize_weights  # and the run loads as it now is
 
 
-def test_resume_refuses_another_seed(run20, strokes):
+def test_resume_refuses_another_seed(run20, strokes, tiny_config):
     with pytest.raises(CheckpointError, match=r"seed \(0 vs 1\)"):
-        train(small(), run20.path, strokes, max_steps=30, resume=True, seed=1)
+        train(tiny_config(), run20.path, strokes, max_steps=30, resume=True, seed=1)
 
 
-def test_an_existing_run_is_never_overwritten(run20, strokes):
+def test_an_existing_run_is_never_overwritten(run20, strokes, tiny_config):
     before = (run20.path / "checkpoint.pt").read_bytes()
     with pytest.raises(CheckpointError, match="--resume"):
-        train(small(), run20.path, strokes, max_steps=5)
+        train(tiny_config(), run20.path, strokes, max_steps=5)
     assert (run20.path / "checkpoint.pt").read_bytes() == before
 
 
-def test_resume_needs_a_checkpoint(strokes, tmp_path):
+def test_resume_needs_a_checkpoint(strokes, tmp_path, tiny_config):
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(small(), tmp_path / "new", strokes, max_steps=5, resume=True)
+        train(tiny_config(), tmp_path / "new", strokes, max_steps=5, resume=True)
 
 
 # ---------------------------------------------------------------------------- bad steps
@@ -170,36 +175,36 @@ def poison_call(monkeypatch, call: int, where: str):
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 @pytest.mark.parametrize("where", ["loss", "gradient"])
 def test_a_non_finite_step_is_skipped_counted_and_reported(strokes, tmp_path, monkeypatch,
-                                                           capsys, where):
-    clean = train(small(), tmp_path / "clean", strokes, max_steps=2)
+                                                           capsys, where, tiny_config):
+    clean = train(tiny_config(), tmp_path / "clean", strokes, max_steps=2)
     poison_call(monkeypatch, call=3, where=where)
-    poisoned = train(small(), tmp_path / "poisoned", strokes, max_steps=3)
+    poisoned = train(tiny_config(), tmp_path / "poisoned", strokes, max_steps=3)
 
     # (the BatchNorm statistics of the skipped forward pass stay: finite inputs and weights
     # keep them finite)
     torch.testing.assert_close(weights(poisoned, buffers=False), weights(clean, buffers=False),
                                rtol=0, atol=0)
-    adam = torch.load(poisoned.path / "checkpoint.pt", weights_only=True)["optimizer"]
+    adam = read_checkpoint(poisoned.path)["optimizer"]
     assert all(int(s["step"]) == 2 for s in adam["state"].values())  # Adam never saw it
     assert poisoned.metrics["skipped_steps"] == 1
     assert "step 3: the loss or its gradient is not finite" in capsys.readouterr().out
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
-def test_training_goes_on_after_a_skipped_step(strokes, tmp_path, monkeypatch):
+def test_training_goes_on_after_a_skipped_step(strokes, tmp_path, monkeypatch, tiny_config):
     poison_call(monkeypatch, call=2, where="loss")
-    run = train(small(), tmp_path / "run", strokes, max_steps=4)
+    run = train(tiny_config(), tmp_path / "run", strokes, max_steps=4)
     assert all(torch.isfinite(w).all() for w in weights(run).values())
     assert [int(r["skipped_steps"]) for r in metrics_rows(run.path)] == [1]
     assert run.metrics["train_loss"] == run.metrics["train_loss"]  # not nan: 3 good steps
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def test_load_run_gives_back_the_trained_model(run20):
+def test_load_run_gives_back_the_trained_model(run20, size):
     loaded = load_run(run20.path)
     assert (loaded.epoch, loaded.step, loaded.config) == (2, 20, run20.config)
     assert not loaded.model.training and not loaded.guide.training
-    images = data.load_images("strokes", train=False, image_size=SIZE, limit=5).images
+    images = data.load_images("strokes", train=False, image_size=size, limit=5).images
     with torch.no_grad():
         loc, scale = run20.guide.encode(images)
         loaded_loc, loaded_scale = loaded.guide.encode(images)
@@ -209,7 +214,7 @@ def test_load_run_gives_back_the_trained_model(run20):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
-def test_a_damaged_checkpoint_is_a_clear_error(run20, strokes, tmp_path, damage):
+def test_a_damaged_checkpoint_is_a_clear_error(run20, strokes, tmp_path, damage, tiny_config):
     out = copy_run(run20, tmp_path)
     checkpoint = out / "checkpoint.pt"
     content = checkpoint.read_bytes()
@@ -218,27 +223,47 @@ def test_a_damaged_checkpoint_is_a_clear_error(run20, strokes, tmp_path, damage)
     with pytest.raises(CheckpointError, match="damaged"):
         load_run(out)
     with pytest.raises(CheckpointError, match="damaged"):
-        train(small(), out, strokes, max_steps=30, resume=True)
+        train(tiny_config(), out, strokes, max_steps=30, resume=True)
 
 
 def test_load_run_refuses_a_checkpoint_of_another_config(run20, tmp_path):
     out = copy_run(run20, tmp_path)
     settings = json.loads((out / "config.json").read_text())
-    settings["lr"] = 0.5
+    settings["train"]["lr"] = 0.5
     (out / "config.json").write_text(json.dumps(settings))
     with pytest.raises(CheckpointError, match=r"lr \(0.001 vs 0.5\)"):
         load_run(out)
 
 
-def test_load_run_needs_a_checkpoint(tmp_path):
-    small().save(tmp_path / "config.json")
+def test_load_run_needs_a_checkpoint(tmp_path, tiny_config):
+    tiny_config().save(tmp_path / "config.json")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_run(tmp_path)
 
 
+def test_a_run_folder_with_a_flat_config_still_loads(run20, tmp_path, tiny_config):
+    # config.json and the checkpoint's config as one flat object of every setting, the
+    # kinds of model and guide under "model" and "guide"
+    config = tiny_config()
+    flat = config.flat()
+    assert (flat["model"], flat["guide"], flat["z_dim"], flat["lr"]) == ("rnp", "encoder", 6, 1e-3)
+    out = tmp_path / "flat"
+    out.mkdir()
+    (out / CONFIG_FILE).write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
+    state = read_checkpoint(run20.path)
+    save_checkpoint(out, {**state, "config": flat})
+
+    assert RunConfig.load(out / CONFIG_FILE) == config
+    loaded = load_run(out)
+    assert (loaded.epoch, loaded.step, loaded.config) == (2, 20, config)
+    saved = {f"{part}.{key}": value for part in ("model", "guide")
+             for key, value in state[part].items()}
+    torch.testing.assert_close(weights(loaded), saved, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------- evaluation
-def test_evaluate_measures_the_guide_mean_reconstruction(run20):
-    images = data.load_images("strokes", train=False, image_size=SIZE, limit=40).images
+def test_evaluate_measures_the_guide_mean_reconstruction(run20, size):
+    images = data.load_images("strokes", train=False, image_size=size, limit=40).images
     run20.model.train()
     random_state = torch.get_rng_state()
     metrics = evaluate(run20.model, run20.guide, images, batch_size=16)
@@ -258,16 +283,16 @@ def test_evaluate_measures_the_guide_mean_reconstruction(run20):
 
 
 # ---------------------------------------------------------------------------- models, devices
-def test_build_makes_the_model_the_config_names():
-    model, guide = build(small())
+def test_build_makes_the_model_the_config_names(tiny_config):
+    model, guide = build(tiny_config())
     assert type(model).__name__ == "RNP"
-    baseline, _ = build(small(model="convvae"))
+    baseline, _ = build(tiny_config(model="convvae"))
     assert type(baseline).__name__ == "ConvVAE"
     assert callable(guide.encode)
 
 
-def test_bf16_autocast_keeps_the_loss_and_trains(strokes, tmp_path):
-    cfg = small(bf16_autocast=True)
+def test_bf16_autocast_keeps_the_loss_and_trains(strokes, tmp_path, tiny_config):
+    cfg = tiny_config(bf16_autocast=True)
     model, guide = build(cfg)
     x = strokes[0].images[:32]
     losses = []
@@ -280,10 +305,10 @@ def test_bf16_autocast_keeps_the_loss_and_trains(strokes, tmp_path):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
-def test_the_convvae_baseline_trains_too(strokes, tmp_path):
-    run = train(small(model="convvae"), tmp_path / "vae", strokes, max_steps=3)
+def test_the_convvae_baseline_trains_too(strokes, tmp_path, tiny_config):
+    run = train(tiny_config(model="convvae"), tmp_path / "vae", strokes, max_steps=3)
     assert run.step == 3 and (run.path / "samples.png").exists()
-    assert load_run(run.path).config.model == "convvae"
+    assert load_run(run.path).config.model.kind == "convvae"
 
 
 def test_devices():

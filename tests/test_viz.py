@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from rnp_pyro import RNP, data, presets
-from rnp_pyro.config import RNPConfig
+from rnp_pyro import RNP, data
+from rnp_pyro.config import RunConfig
+from rnp_pyro.run import figures_run, save_figures
 from rnp_pyro.spatial import place
 from rnp_pyro.train import fit
 from rnp_pyro.tree import Level, Tree
 from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs, colour_parts, compose,
-                          figures_run, interpolation_figure, parse_figure, samples_figure,
-                          save_run_figures)
+                          interpolation_figure, parse_figure, samples_figure)
 
 SIZE = 16
 Z_DIM = 3
@@ -166,7 +166,7 @@ def test_samples_figure_adds_a_coloured_block_only_when_there_are_parts(tmp_path
     assert png_size(samples_figure(baseline, tmp_path / "baseline.png")) == plain
 
 
-# ---------------------------------------------------------------- save_run_figures
+# ---------------------------------------------------------------- save_figures
 
 class FakeGuide(nn.Module):
     def __init__(self):
@@ -182,7 +182,7 @@ class FakeGuide(nn.Module):
 
 
 class FakeModel(nn.Module):
-    cfg = RNPConfig(taus=(2,))  # one level below the top: the top site is z1
+    config = RunConfig().replace(taus=(2,)).model  # one level below the top: the top site is z1
 
     def __init__(self):
         super().__init__()
@@ -198,14 +198,14 @@ class FakeModel(nn.Module):
         return synthetic_tree(n, seed=1)
 
 
-def test_save_run_figures_writes_both_figures_in_eval_mode_and_restores_modes(tmp_path):
+def test_save_figures_writes_both_figures_in_eval_mode_and_restores_modes(tmp_path):
     model, guide = FakeModel().train(), FakeGuide().eval()
     model.frozen.eval()
     tree = synthetic_tree(10)
-    paths = save_run_figures(model, guide, tree.canvas, tmp_path / "figures", n=3)
+    paths = save_figures(tmp_path / "run", model, guide, tree.canvas, n=3)
 
     assert [p.name for p in paths] == ["reconstructions.png", "samples.png"]
-    assert all(p.stat().st_size > 0 for p in paths)
+    assert all(p.parent == tmp_path / "run" and p.stat().st_size > 0 for p in paths)
     assert guide.seen == [(3, False, False)]
     assert model.seen == [("decode", 3, False, False), ("sample", 3, False, False)]
     assert model.training and not model.frozen.training and not guide.training
@@ -213,11 +213,10 @@ def test_save_run_figures_writes_both_figures_in_eval_mode_and_restores_modes(tm
 
 # ---------------------------------------------------------------- the papers' figures
 
-def tiny_rnp(**overrides):
-    cfg = presets.get("strokes", **{**dict(image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
-                                           program_encoder=(12, 8), patch_hidden=12,
-                                           encoder_convs=1, bf16_decoder=False), **overrides})
-    return RNP(cfg).double()
+@pytest.fixture
+def tiny_rnp(tiny_config):
+    """An RNP of the tiny config in float64 (its decoder without bfloat16)."""
+    return RNP(tiny_config().model, bf16_decoder=False).double()
 
 
 def test_programs_cluster_as_they_lie_and_the_same_seed_gives_the_same_map():
@@ -236,12 +235,12 @@ def test_programs_cluster_as_they_lie_and_the_same_seed_gives_the_same_map():
         cluster_programs(latents[:4], 3)
 
 
-def test_an_image_composed_with_itself_is_itself():
-    model = tiny_rnp()
+def test_an_image_composed_with_itself_is_itself(tiny_rnp):
+    model, config = tiny_rnp, tiny_rnp.config
     with torch.no_grad():
-        tree = model.decode(torch.randn(2, model.cfg.z_dim, dtype=torch.float64))
-        same = compose(tree, 1, 1, model.cfg.scale_offset, model.cfg.rotation_range)
-        mixed = compose(tree, 0, 1, model.cfg.scale_offset, model.cfg.rotation_range)
+        tree = model.decode(torch.randn(2, config.z_dim, dtype=torch.float64))
+        same = compose(tree, 1, 1, config.scale_offset, config.rotation_range)
+        mixed = compose(tree, 0, 1, config.scale_offset, config.rotation_range)
     assert list(same) == ["A", "B", "mix", "B's part 1", "B's part 2", "B's part 3"]
     for image in same.values():
         torch.testing.assert_close(image, tree.canvas[1])
@@ -250,21 +249,20 @@ def test_an_image_composed_with_itself_is_itself():
     assert not torch.allclose(mixed["B's part 2"], tree.canvas[0])
 
 
-def test_interpolation_rows_run_from_start_to_end(tmp_path):
-    model = tiny_rnp()
-    starts, ends = torch.randn(2, 3, model.cfg.z_dim, dtype=torch.float64)
+def test_interpolation_rows_run_from_start_to_end(tmp_path, tiny_rnp):
+    model = tiny_rnp
+    starts, ends = torch.randn(2, 3, model.config.z_dim, dtype=torch.float64)
     path = interpolation_figure(model, starts, ends, tmp_path / "line.png", steps=5, zoom=1)
-    cell = 16 + 2 * BORDER
+    cell = model.config.image_size + 2 * BORDER
     assert png_size(path) == (5 * cell + 6 * GAP, 3 * cell + 4 * GAP)
 
 
-def test_figures_of_a_run(tmp_path):
-    cfg = presets.get("strokes", image_size=16, z_dim=6, taus=(3, 2), hyper_width=16,
-                      program_encoder=(12, 8), patch_hidden=12, encoder_channels=8,
-                      encoder_convs=1, encoder_blocks=1, encoder_dense=(16,), batch_size=32)
+def test_figures_of_a_run(tmp_path, tiny_config):
+    cfg = tiny_config()
+    size = cfg.model.image_size
     fit(cfg, tmp_path, max_steps=2, device="cpu", progress=False,
-        train_set=data.load_images("strokes", image_size=16, limit=32),
-        test_set=data.load_images("strokes", train=False, image_size=16, limit=12))
+        train_set=data.load_images("strokes", image_size=size, limit=32),
+        test_set=data.load_images("strokes", train=False, image_size=size, limit=12))
     with unittest.mock.patch.object(data, "load_images", functools.partial(
             data.load_images, limit=40)):
         paths = figures_run(tmp_path, images=40, clusters=4, device="cpu",
@@ -273,5 +271,5 @@ def test_figures_of_a_run(tmp_path):
                                        "interpolation.png", "clusters_parts.png",
                                        "composition.png", "transfer.png"]
     assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 500 for p in paths)
-    cell = 3 * 16 + 2 * BORDER  # input, unadapted and adapted, 8 rows
+    cell = 3 * size + 2 * BORDER  # input, unadapted and adapted, 8 rows
     assert png_size(paths[-1]) == (3 * cell + 4 * GAP, 8 * cell + 9 * GAP + HEADER)

@@ -30,6 +30,10 @@ class EncoderGuide(Guide, PyroModule):
     graph_capturable = True
 
     def __init__(self, model, config: GuideConfig | None = None, *, bf16_encoder: bool = False):
+        if not hasattr(getattr(model, "config", None), "top_site"):
+            raise TypeError(f"{type(self).__name__} takes the model it guides first (an RNP or "
+                            f"ConvVAE, whose .config is its ModelConfig); got "
+                            f"{type(model).__name__}")
         super().__init__()
         self.config = config = config or GuideConfig()
         object.__setattr__(self, "model", model)

@@ -32,9 +32,15 @@ class _PerImage(Guide):
         guide.initialise(example, dataset_size)
         return guide
 
+    # Pyro's autoguides keep PyroParams, which Pyro's global store would share between
+    # every guide of the same layout; these live in the guide, whatever pyro.settings
+    # say: it is built and run with module-local parameters (the models it traces then
+    # are too, which rnp_pyro's models are built for).
+    def __init__(self, *args, **kwargs):
+        with pyro.settings.context(module_local_params=True):
+            super().__init__(*args, **kwargs)
+
     def __call__(self, *args, **kwargs):
-        # Its parameters live in the guide, whatever pyro.settings say, so that two
-        # such guides in one process never share them by name in Pyro's global store.
         with pyro.settings.context(module_local_params=True):
             return super().__call__(*args, **kwargs)
 

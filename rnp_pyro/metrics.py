@@ -1,4 +1,5 @@
-"""Test metrics of a model and guide: reconstruction error, ELBO and log-likelihood bound."""
+"""Test metrics of a model and guide: reconstruction error, ELBO and log-likelihood bound
+(:func:`evaluate`, also ``rnp_pyro.evaluate``)."""
 
 from __future__ import annotations
 
