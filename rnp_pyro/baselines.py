@@ -43,7 +43,8 @@ def _decoder(config: ModelConfig, width: int) -> nn.Sequential:
     if config.primitives:
         maps = config.channels * len(config.primitives)
         return nn.Sequential(*trunk, nn.Conv2d(width, maps, 3, padding=1), nn.ReLU6(),
-                             PrimitiveStamp(config.primitives, config.patch_shape[-1], config.channels))
+                             PrimitiveStamp(config.primitives, config.patch_shape[-1],
+                                            config.channels))
     return nn.Sequential(
         *trunk,
         nn.ConvTranspose2d(width, half, 4, stride=2, padding=1), nn.ReLU(),
@@ -63,7 +64,8 @@ def _width_for(config: ModelConfig, target_params: int) -> int:
         low, high = high, 2 * high
     while high - low > 1:  # the count grows with the width: bisect
         middle = (low + high) // 2
-        low, high = (middle, high) if _parameter_count(config, middle) < target_params else (low, middle)
+        below = _parameter_count(config, middle) < target_params
+        low, high = (middle, high) if below else (low, middle)
     return min((low, high), key=lambda w: abs(_parameter_count(config, w) - target_params))
 
 
@@ -111,4 +113,5 @@ class ConvVAE(PyroModule):
     def sample(self, n: int) -> Tree:
         """Decode ``n`` draws of z ~ N(0, I)."""
         weight = self.decoder[0].weight
-        return self.decode(torch.randn(n, self.config.z_dim, device=weight.device, dtype=weight.dtype))
+        return self.decode(torch.randn(n, self.config.z_dim, device=weight.device,
+                                       dtype=weight.dtype))

@@ -130,7 +130,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     Data-parallel: fit --devices 2 ..., or across machines
     torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT --no-python rnp-pyro fit ...
     """
-    from . import presets, run as runs
+    from . import presets, run
     from .config import FREEZABLE, parse_switches
     from .primitives import PRIMITIVES
     from .train import fit_in_processes
@@ -149,26 +149,26 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
                               "give --init-from, and no --preset")
-        config = presets.truncation(runs.read_config(init_from), init_from, truncate,
-                                    dataset=dataset, **overrides)
+        config = presets.truncation(run.read_config(init_from), init_from, truncate,
+                                   dataset=dataset, **overrides)
     elif preset is None:
         config = presets.for_dataset(dataset, **overrides)
     else:
         config = presets.get(preset, dataset=dataset, **overrides)
     out = out or _default_out(dataset, config)
     try:
-        run = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
+        trained = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
                                device=device, seed=seed, resume=resume, data_dir=data_dir,
                                progress=not no_progress)
     except KeyboardInterrupt:
-        if runs.has_checkpoint(out):
-            click.echo(f"Interrupted. The last checkpoint is {out / runs.CHECKPOINT_FILE}; "
+        if run.has_checkpoint(out):
+            click.echo(f"Interrupted. The last checkpoint is {out / run.CHECKPOINT_FILE}; "
                        f"run the same command with --resume to continue.", err=True)
         else:
             click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
         raise SystemExit(130)
-    click.echo(f"run: {run.path} (epoch {run.epoch}, step {run.step})")
-    _print_metrics({k: v for k, v in run.metrics.items() if k not in ("epoch", "step")})
+    click.echo(f"run: {trained.path} (epoch {trained.epoch}, step {trained.step})")
+    _print_metrics({k: v for k, v in trained.metrics.items() if k not in ("epoch", "step")})
 
 
 @main.command()

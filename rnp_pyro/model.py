@@ -89,11 +89,10 @@ class ModelConfig:
     # of x under its action (variant (a) of the authors' code).
     part_loss_weight: float = 0.0
 
-    def __post_init__(self):
-        for name in ("taus", "program_encoder", "primitives"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, tuple(int(v) if name != "primitives" else v
-                                                 for v in value))
+    def __post_init__(self):  # lists (from JSON) become tuples
+        object.__setattr__(self, "taus", tuple(int(t) for t in self.taus))
+        object.__setattr__(self, "program_encoder", tuple(int(w) for w in self.program_encoder))
+        object.__setattr__(self, "primitives", tuple(self.primitives))
         self.validate()
 
     @property

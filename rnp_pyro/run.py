@@ -179,7 +179,8 @@ def load_weights(module: torch.nn.Module, weights: dict, what: str, source: str 
         module.load_state_dict(weights)
     except RuntimeError as err:
         raise CheckpointError(f"the {what} weights in {source} do not fit the {what} built from "
-                              f"its config; was it written by another version of rnp-pyro?") from err
+                              f"its config; was it written by another version of rnp-pyro?"
+                              ) from err
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

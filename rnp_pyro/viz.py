@@ -234,7 +234,8 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
         tree = parse_trees(model, guide, x)
         with evaluating(model):
             sampled = model.decode(torch.randn(16, z_dim, device=device))
-    paths = [parse_figure(tree, x, out / "parses.png"), samples_figure(sampled, out / "samples.png")]
+    paths = [parse_figure(tree, x, out / "parses.png"),
+             samples_figure(sampled, out / "samples.png")]
 
     top = tree.levels[0].latents[:, 0]
     labels, centres, embedding = cluster_programs(top, clusters, seed)

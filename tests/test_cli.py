@@ -211,3 +211,15 @@ def test_a_class_filter_that_leaves_nothing_is_a_one_line_error(few_images, tmp_
     result = invoke("fit", "--dataset", "strokes", "--classes", 99, "--out", tmp_path / "run",
                     "--device", "cpu")
     assert_one_line_error(result, "no image", "99")
+
+
+def test_the_help_names_every_choice_the_library_knows():
+    # the help is written without importing the library (so that it is quick): it must
+    # still name every preset, guide, objective, part, primitive and speed switch
+    from rnp_pyro import config, guides, presets, primitives
+    from rnp_pyro.infer.objectives import OBJECTIVES
+
+    shown = " ".join(invoke("fit", "--help").output.split())
+    known = [*presets.names(), *guides.names(), *OBJECTIVES, *config.FREEZABLE,
+             *primitives.PRIMITIVES, *config.PERFORMANCE_FIELDS]
+    assert [name for name in known if name not in shown] == []

@@ -3,14 +3,15 @@
 Every dataset is small enough to keep whole on the training device, so training slices
 minibatches out of one tensor instead of running a DataLoader. The modules:
 :mod:`~rnp_pyro.data.images` holds what every dataset shares (:class:`ImageSet`,
-:class:`DataError`, :func:`check_images`, :func:`batches`);
+:func:`check_images`, :func:`batches`); failures are :class:`~rnp_pyro.errors.DataError`;
 :mod:`~rnp_pyro.data.files` finds the files on disk or downloads them;
 :mod:`~rnp_pyro.data.named` reads each named dataset (:func:`load_images`);
 :mod:`~rnp_pyro.data.synthetic` draws strokes and composes scenes.
 """
 
 from .files import DEBIAN_FASHION_MNIST, ENV_VAR, MNIST_FILES
-from .images import DataError, ImageSet, batch_indices, batches, check_images
+from ..errors import DataError
+from .images import ImageSet, batch_indices, batches, check_images
 from .named import DATASETS, SCENE_SEEDS, STROKES_SPLITS, load_images
 from .synthetic import MAX_STROKES, compose_scenes, draw_strokes
 

@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from .images import DataError
+from ..errors import DataError
 
 ENV_VAR = "RNP_PYRO_DATA"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -26,7 +26,7 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _roots(data_dir) -> list[Path]:
+def search_roots(data_dir) -> list[Path]:
     """Where named datasets are looked for, in order, without repeats."""
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     roots = [data_dir, os.environ.get(ENV_VAR), Path(cache_home) / "rnp-pyro"]
@@ -37,7 +37,7 @@ def _roots(data_dir) -> list[Path]:
     return unique
 
 
-def _mnist_places(name: str, class_name: str, roots: list[Path], data_dir) -> list[Path]:
+def mnist_places(name: str, class_name: str, roots: list[Path], data_dir) -> list[Path]:
     """Folders that may hold ``name``'s four MNIST-format files, in the order they are tried."""
     places = [root / class_name / "raw" for root in roots]
     if data_dir is not None:
@@ -47,11 +47,11 @@ def _mnist_places(name: str, class_name: str, roots: list[Path], data_dir) -> li
     return places
 
 
-def _has_mnist_files(folder: Path) -> bool:
+def has_mnist_files(folder: Path) -> bool:
     return all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in MNIST_FILES)
 
 
-def _first_writable(roots: list[Path]) -> Path | None:
+def first_writable(roots: list[Path]) -> Path | None:
     for root in roots:
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -62,26 +62,26 @@ def _first_writable(roots: list[Path]) -> Path | None:
     return None
 
 
-def _download(make_dataset, roots: list[Path]):
+def download_into_first_writable(make_dataset, roots: list[Path]):
     """``make_dataset(root)`` with torchvision downloading into the first writable root.
 
     Returns (dataset, None) or (None, why it failed).
     """
-    root = _first_writable(roots)
+    root = first_writable(roots)
     if root is None:
         return None, "none of them is writable, so nothing could be downloaded"
     try:
         return make_dataset(root), None
     except (OSError, RuntimeError) as err:
-        return None, f"downloading into {root} failed ({_one_line(err)})"
+        return None, f"downloading into {root} failed ({one_line(err)})"
 
 
-def _one_line(err: Exception, width: int = 200) -> str:
+def one_line(err: Exception, width: int = 200) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= width else text[:width] + "..."
 
 
-def _read_mnist_files(dataset_class, folder: Path, train: bool):
+def read_mnist_files(dataset_class, folder: Path, train: bool):
     """Let torchvision read the files in ``folder``, plain or gzipped, without writing there.
 
     torchvision reads plain files from ROOT/<Class>/raw/, so they are linked, or
@@ -100,7 +100,7 @@ def _read_mnist_files(dataset_class, folder: Path, train: bool):
             return dataset_class(tmp, train=train)
         except (AssertionError, RuntimeError, ValueError, TypeError) as err:
             raise DataError(f"cannot read {dataset_class.__name__} files in {folder} "
-                            f"({_one_line(err)}); they are corrupt: delete them and "
+                            f"({one_line(err)}); they are corrupt: delete them and "
                             f"download them again") from err
 
 
@@ -116,5 +116,5 @@ def _gunzip(source: Path, target: Path) -> None:
         with gzip.open(source, "rb") as packed, open(target, "wb") as plain:
             shutil.copyfileobj(packed, plain)
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{source} is corrupt or truncated ({_one_line(err)}); "
+        raise DataError(f"{source} is corrupt or truncated ({one_line(err)}); "
                         f"delete it and download it again") from err

@@ -63,7 +63,7 @@ class ImageSet:
         return self._apply(lambda t: t[keep])
 
 
-def _to_unit_images(pixels: torch.Tensor, image_size: int, chunk: int = 4096) -> torch.Tensor:
+def to_unit_images(pixels: torch.Tensor, image_size: int, chunk: int = 4096) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32 in [0, 1] at ``image_size``, bilinear with antialiasing.
 
     Converted in chunks so that large sets never hold more than one float copy.

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .files import (ENV_VAR, MNIST_FILES, _download, _has_mnist_files, _mnist_places, _one_line,
-                    _read_mnist_files, _roots)
-from .images import DataError, ImageSet, _to_unit_images
+from ..errors import DataError
+from .files import (ENV_VAR, MNIST_FILES, download_into_first_writable, has_mnist_files,
+                    mnist_places, one_line, read_mnist_files, search_roots)
+from .images import ImageSet, to_unit_images
 from .synthetic import compose_scenes, draw_strokes
 
 DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH", "scenes:NAME")
@@ -67,12 +68,12 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
                                image_size=image_size, seed=seed)
         return dataclasses.replace(strokes, name=f"strokes {split}")
 
-    roots = _roots(data_dir)
+    roots = search_roots(data_dir)
     if name == "omniglot":
         pixels, labels = _read_omniglot(roots, train, download, limit)
     else:
         pixels, labels = _read_mnist_family(name, roots, data_dir, train, download, limit)
-    return ImageSet(_to_unit_images(pixels, image_size), labels, f"{name} {split}")
+    return ImageSet(to_unit_images(pixels, image_size), labels, f"{name} {split}")
 
 
 def _mnist_class(name: str):
@@ -85,14 +86,14 @@ def _mnist_class(name: str):
 def _read_mnist_family(name, roots, data_dir, train, download, limit):
     """uint8 images (N, 1, 28, 28) and labels, read by torchvision's MNIST classes."""
     dataset_class = _mnist_class(name)
-    places = _mnist_places(name, dataset_class.__name__, roots, data_dir)
+    places = mnist_places(name, dataset_class.__name__, roots, data_dir)
 
-    found = next((place for place in places if _has_mnist_files(place)), None)
+    found = next((place for place in places if has_mnist_files(place)), None)
     if found is not None:
-        dataset = _read_mnist_files(dataset_class, found, train)
+        dataset = read_mnist_files(dataset_class, found, train)
     elif download:
-        dataset, why = _download(lambda root: dataset_class(str(root), train=train, download=True),
-                                 roots)
+        dataset, why = download_into_first_writable(
+            lambda root: dataset_class(str(root), train=train, download=True), roots)
     else:
         dataset, why = None, "downloading is off (download=False)"
     if dataset is None:
@@ -145,7 +146,7 @@ def _read_omniglot(roots, train, download, limit):
     if found is not None:
         dataset = make(found.parent.parent, fetch=False)
     elif download:
-        dataset, why = _download(lambda root: make(root, fetch=True), roots)
+        dataset, why = download_into_first_writable(lambda root: make(root, fetch=True), roots)
     else:
         dataset, why = None, "downloading is off (download=False)"
     if dataset is None:
@@ -164,7 +165,7 @@ def _read_omniglot(roots, train, download, limit):
         try:
             picture, label = dataset[index]
         except (OSError, ValueError) as err:
-            raise DataError(f"cannot read Omniglot image {index} in {source} ({_one_line(err)}); "
+            raise DataError(f"cannot read Omniglot image {index} in {source} ({one_line(err)}); "
                             f"delete that folder and download it again") from err
         pictures.append(picture)
         labels.append(label)
@@ -199,8 +200,8 @@ def _read_folder(folder: Path, train: bool, channels: int, image_size: int, limi
             with Image.open(path) as picture:
                 pixels = pil_to_tensor(picture.convert(mode))
         except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {path} ({_one_line(err)}); "
+            raise DataError(f"cannot read image {path} ({one_line(err)}); "
                             f"delete or replace it") from err
-        images.append(_to_unit_images(pixels.unsqueeze(0), image_size)[0])
+        images.append(to_unit_images(pixels.unsqueeze(0), image_size)[0])
     labels = torch.tensor([classes.index(parts[0]) for parts in tops]) if labelled else None
     return torch.stack(images), labels

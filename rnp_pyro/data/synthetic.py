@@ -11,7 +11,8 @@ import math
 import torch
 
 from ..spatial import warp
-from .images import DataError, ImageSet
+from ..errors import DataError
+from .images import ImageSet
 
 MAX_STROKES = 4
 
