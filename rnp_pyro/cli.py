@@ -11,11 +11,13 @@ can train and evaluate it by name.
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from pathlib import Path
 
 import click
 
-from .errors import EXPECTED_ERRORS, ConfigError
+from .errors import EXPECTED_ERRORS, ConfigError, RunStopped
 
 SPEED_SWITCHES = ("materialize_weights, bf16_decoder, compile_programs, bf16_encoder, "
                   "bf16_autocast, cuda_graphs")
@@ -56,10 +58,25 @@ def _chooses_a_guide(verb: str):
     return add
 
 
+class _Lines(logging.Handler):
+    """Log records as lines on stderr that leave a progress bar whole."""
+
+    def emit(self, record):
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
 @click.group(name="rnp-pyro", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnp-pyro")
-def main():
+@click.option("--quiet", "-q", is_flag=True, help="only warnings and errors")
+@click.option("--verbose", "-v", is_flag=True, help="also debugging messages")
+def main(quiet, verbose):
     """Recursive Neural Programs as Pyro models, trained with SVI."""
+    log = logging.getLogger("rnp_pyro")
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(handler, _Lines) for handler in log.handlers):
+        log.addHandler(_Lines())
 
 
 @main.command()
@@ -160,6 +177,9 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         trained = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
                                device=device, seed=seed, resume=resume, data_dir=data_dir,
                                progress=not no_progress)
+    except RunStopped as stopped:
+        click.echo(str(stopped), err=True)
+        raise SystemExit(143 if stopped.signal_name == "SIGTERM" else 130)
     except KeyboardInterrupt:
         if run.has_checkpoint(out):
             click.echo(f"Interrupted. The last checkpoint is {out / run.CHECKPOINT_FILE}; "

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, check_fields
 from .guides.registry import GuideConfig, guide_for_model
 from .infer.objectives import DATA_PARALLEL_OBJECTIVES, OBJECTIVES
 from .model import ModelConfig
@@ -43,9 +43,10 @@ class DataConfig:
     exclude_classes: tuple[int, ...] = ()  # ... and never on these
 
     def __post_init__(self):
-        object.__setattr__(self, "exclude_classes", tuple(int(c) for c in self.exclude_classes))
+        check_fields(self)
+        if not self.dataset:
+            raise ConfigError("dataset must be named, e.g. fashion, strokes or folder:PATH")
         if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
             if set(self.classes) & set(self.exclude_classes):
                 raise ConfigError(f"classes {self.classes} and exclude_classes "
                                   f"{self.exclude_classes} overlap")
@@ -73,7 +74,7 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()  # parts kept as they are: names from FREEZABLE
 
     def __post_init__(self):
-        object.__setattr__(self, "freeze", tuple(self.freeze))
+        check_fields(self)
 
         def need(ok, what):
             if not ok:
@@ -82,9 +83,19 @@ class TrainConfig:
         need(self.objective in OBJECTIVES,
              f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         need(self.num_particles >= 1, f"num_particles must be positive, got {self.num_particles}")
-        need(self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0,
-             f"lr must be positive, batch_size at least 1 and epochs at least 0; got "
-             f"{self.lr}, {self.batch_size}, {self.epochs}")
+        need(self.objective != "iwae" or self.num_particles >= 2,
+             f"the importance-weighted objective needs at least 2 particles per image (with 1 "
+             f"it is the ELBO); got num_particles={self.num_particles}")
+        need(self.lr > 0, f"lr must be positive, got {self.lr}")
+        need(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        need(self.epochs >= 0, f"epochs must be 0 or more, got {self.epochs}")
+        need(0 < self.lr_decay <= 1 and self.lr_decay_every >= 1,
+             f"lr_decay must be in (0, 1] and lr_decay_every at least 1; got {self.lr_decay}, "
+             f"{self.lr_decay_every}")
+        need(self.grad_clip is None or self.grad_clip > 0,
+             f"grad_clip must be positive (the largest gradient norm) or None; got "
+             f"{self.grad_clip}")
+        need(self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}")
         need(self.truncate >= 0, f"truncate must be 0 or more program levels, got {self.truncate}")
         need(not self.truncate or self.init_from,
              "truncate cuts levels off the tree of another run: give init_from too")
@@ -111,6 +122,9 @@ class SpeedConfig:
     bf16_autocast: bool = False
     # on CUDA, capture the training step as a CUDA graph and replay it (rnp_pyro.step)
     cuda_graphs: bool = False
+
+    def __post_init__(self):
+        check_fields(self)
 
     def model_options(self) -> dict:
         """Keyword options of :class:`rnp_pyro.model.RNP`."""
@@ -192,10 +206,11 @@ class RunConfig:
 
     def differences(self, other: "RunConfig") -> list[str]:
         """``name (self's vs other's)`` for each setting that differs, leaving out the
-        performance switches: they are not part of what a run is."""
+        performance switches and the epochs budget: they are not part of what a run is
+        (a run resumes with more epochs to train on)."""
         mine, theirs = self.flat(), other.flat()
         return [f"{name} ({mine[name]!r} vs {theirs[name]!r})" for name in mine
-                if name not in PERFORMANCE_FIELDS and mine[name] != theirs[name]]
+                if name not in (*PERFORMANCE_FIELDS, "epochs") and mine[name] != theirs[name]]
 
     def flat(self) -> dict:
         """Every setting by its flat name, and the notes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pyro
 import torch
 
 from . import data, guides
@@ -31,19 +32,29 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     Draws come from a fixed ``seed`` and the caller's random stream is left alone, so
     evaluating in the middle of training does not change the training. With
     ``per_image`` the per-image ELBO and bound are returned too, as lists.
+
+    uint8 images are read as pixels / 255. A model whose canvases are not finite (its
+    training diverged) gets NaN metrics rather than an error.
     """
+    tree = model.config
+    images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
+    for name, value in (("batch_size", batch_size), ("iwae_samples", iwae_samples)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
     count = len(images)
     chunk = max(1, min(batch_size, DECODES_PER_CHUNK // iwae_samples))
     squared_error, elbos, bounds = images.new_zeros(()), [], []
     started = time.perf_counter()
-    with evaluating(model, guide), own_random_stream(seed, images.device):
+    # Pyro's argument checks would raise on NaN canvases; the metrics say NaN instead
+    with evaluating(model, guide), own_random_stream(seed, images.device), \
+            pyro.validation_enabled(False):
         for indices in data.batch_indices(count, batch_size, shuffle=False, device=images.device):
             x, args = images[indices], guide_args(guide, indices, count)
             squared_error += (guides.reconstruct(model, guide, x, *args).canvas - x).square().sum()
         for indices in data.batch_indices(count, chunk, shuffle=False, device=images.device):
             x, args = images[indices], guide_args(guide, indices, count)
             elbo, bound = log_likelihood_bounds(
-                log_weights(model, guide, x, *args, num_samples=iwae_samples))
+                _log_weights(model, guide, x, args, iwae_samples))
             elbos.append(elbo)
             bounds.append(bound)
     elbos, bounds = torch.cat(elbos), torch.cat(bounds)
@@ -56,3 +67,10 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     if per_image:
         metrics["per_image"] = {"elbo": elbos.tolist(), "log_likelihood_bound": bounds.tolist()}
     return metrics
+
+
+def _log_weights(model, guide, x, args, samples: int) -> torch.Tensor:
+    """(samples, B) log-weights, drawn in groups of at most DECODES_PER_CHUNK decodes."""
+    group = max(1, DECODES_PER_CHUNK // len(x))
+    return torch.cat([log_weights(model, guide, x, *args, num_samples=min(group, samples - done))
+                      for done in range(0, samples, group)])

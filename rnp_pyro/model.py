@@ -23,7 +23,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from . import program, spatial
-from .errors import ConfigError
+from .errors import ConfigError, check_fields
 from .hyper import HyperNetwork
 from .likelihood import LIKELIHOODS, Likelihood
 from .plates import data_plate
@@ -89,10 +89,8 @@ class ModelConfig:
     # of x under its action (variant (a) of the authors' code).
     part_loss_weight: float = 0.0
 
-    def __post_init__(self):  # lists (from JSON) become tuples
-        object.__setattr__(self, "taus", tuple(int(t) for t in self.taus))
-        object.__setattr__(self, "program_encoder", tuple(int(w) for w in self.program_encoder))
-        object.__setattr__(self, "primitives", tuple(self.primitives))
+    def __post_init__(self):
+        check_fields(self)
         self.validate()
 
     @property
@@ -141,6 +139,15 @@ class ModelConfig:
         need(self.z_dim >= 1, f"z_dim must be positive, got {self.z_dim}")
         need(len(self.taus) >= 1 and all(t >= 1 for t in self.taus),
              f"taus needs at least one positive step count, got {self.taus}")
+        need(min(self.hyper_width, self.hyper_state_layers, self.patch_hidden,
+                 *self.program_encoder) >= 1 and self.hyper_policy_layers >= 0,
+             "hyper_width, hyper_state_layers, patch_hidden and program_encoder's widths must "
+             "be at least 1, hyper_policy_layers at least 0")
+        need(len(self.program_encoder) == 2,
+             f"program_encoder is two widths, got {self.program_encoder}")
+        need(self.rotation_range >= 0 and self.level_scale > 0,
+             f"rotation_range must be 0 or more and level_scale positive; got "
+             f"{self.rotation_range}, {self.level_scale}")
         need(self.hyper_output_std > 0,
              f"hyper_output_std must be positive, got {self.hyper_output_std}")
         need(self.patch_size is None or self.patch_size >= 2,

@@ -4,7 +4,9 @@ after every epoch."""
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -12,6 +14,7 @@ from tqdm.auto import tqdm
 
 from . import distributed, run
 
+log = logging.getLogger("rnp_pyro")
 LOSS_READ_EVERY = 50  # steps between reads of the loss from the device
 MAX_SKIP_MESSAGES = 5  # skipped steps reported one by one; later ones are only counted
 
@@ -24,6 +27,7 @@ class Report:
         self.out, self.place = out, place
         self.pending = []  # (step, loss, taken) still on the device
         self.skipped_steps = skipped_steps
+        self.skipped_in_a_row = 0  # as of the last read
         self.loss_sum, self.loss_count = 0.0, 0  # finite losses since the last metrics row
         self.bar = self.writer = None
 
@@ -36,8 +40,9 @@ class Report:
 
             self.writer = SummaryWriter(run.tensorboard_dir(self.out),
                                         purge_step=step + 1 if resumed else 0)
-        self.bar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc=title,
-                        dynamic_ncols=True)
+        # a bar only on a terminal: elsewhere (a log file) each update would be a line
+        self.bar = tqdm(total=total, initial=step, disable=not (progress and sys.stderr.isatty()),
+                        unit="step", desc=title, dynamic_ncols=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -66,6 +71,7 @@ class Report:
         taken = torch.stack([ok for _, _, ok in self.pending]).cpu()
         self.pending.clear()
         for step, ok in zip(steps, taken.tolist()):
+            self.skipped_in_a_row = 0 if ok else self.skipped_in_a_row + 1
             if not ok:
                 self.skipped_steps += 1
                 if self.skipped_steps <= MAX_SKIP_MESSAGES:
@@ -74,11 +80,31 @@ class Report:
                     tqdm.write("further skipped steps are counted in metrics.csv (skipped_steps)")
         kept = losses[taken]
         if len(kept):
-            self.loss_sum += kept.sum().item()
+            for value in kept.tolist():  # one by one: the same sum however the reads fall
+                self.loss_sum += value
             self.loss_count += len(kept)
             self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
             if self.writer:
                 self.writer.add_scalar("train/loss", kept.mean().item(), steps[-1])
+
+    def note(self, message: str) -> None:
+        """What the run is doing, through logging (shown by the command line)."""
+        log.info(message)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the report: the losses since the last metrics row."""
+        return {"loss_sum": self.loss_sum, "loss_count": self.loss_count}
+
+    def restore(self, state: dict, skipped_steps: int) -> None:
+        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        self.skipped_steps = skipped_steps
+
+    def finish(self, step: int) -> None:
+        """A closing line when steps were skipped (non-finite), which the metrics count."""
+        if self.skipped_steps:
+            tqdm.write(f"warning: {self.skipped_steps} of {step} steps were skipped because the "
+                       f"loss or its gradient was not finite (metrics.csv: skipped_steps); a "
+                       f"lower lr or a grad_clip may help")
 
     def epoch_row(self, epoch: int, step: int, lr: float, seconds: float, test: dict) -> dict:
         """Write the epoch's row of metrics.csv and TensorBoard (main process): the mean
@@ -93,4 +119,7 @@ class Report:
             self.writer.add_scalar(f"epoch/{name}", row[name], step)
         self.writer.flush()
         self.bar.set_postfix(loss=f"{row['train_loss']:.4g}", test_elbo=f"{row['test_elbo']:.4g}")
+        log.info(f"epoch {epoch}, step {step}: train loss (-ELBO) {row['train_loss']:.4g}, "
+                 f"test ELBO {row['test_elbo']:.4g}, test MSE {row['test_mse']:.4g}, "
+                 f"lr {lr:.3g}, {row['seconds']:.0f} s")
         return row

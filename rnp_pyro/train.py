@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -22,17 +24,22 @@ import torch
 
 from . import data, distributed, guides, run
 from .config import ConfigError, RunConfig
+from .errors import RunStopped, TrainingDiverged
 from .metrics import evaluate
 from .report import Report
 from .step import TrainStep
 
 __all__ = ["fit", "fit_in_processes", "stream_seed"]
 
+CHECKPOINT_EVERY = 500  # steps between checkpoints inside an epoch, by default
+MAX_SKIPPED_IN_A_ROW = 100  # non-finite steps in a row that stop a run
+
 
 def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
         max_steps: int | None = None, device: str = "auto", seed: int = 0,
         resume: bool = False, data_dir: str | Path | None = None, progress: bool = True,
-        train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None) -> run.Run:
+        train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None,
+        checkpoint_every: int | None = CHECKPOINT_EVERY) -> run.Run:
     """Train ``config``'s model and guide into the folder ``out`` and return the run.
 
     ``epochs`` (default ``config.train.epochs``) and ``max_steps`` bound the whole run,
@@ -45,11 +52,25 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
     Transfer: ``config.train.init_from`` (a run folder) gives a new run its starting
     weights, and the parts named in ``config.train.freeze`` are not trained.
 
+    A checkpoint is written after every epoch and every ``checkpoint_every`` steps
+    (None: only after epochs). SIGTERM or SIGINT (Ctrl-C) stops the run at the next
+    step boundary with a checkpoint and raises :class:`rnp_pyro.errors.RunStopped`; so
+    many non-finite steps in a row (MAX_SKIPPED_IN_A_ROW) stop it with a checkpoint
+    and :class:`rnp_pyro.errors.TrainingDiverged`.
+
     Started by torchrun in several processes, each trains on its share of every
     batch of ``batch_size`` per process (:mod:`rnp_pyro.distributed`); rank 0 writes
     the folder. A run resumes on any number of processes.
     """
     out = Path(out)
+    for name, value in (("epochs", epochs), ("max_steps", max_steps),
+                        ("checkpoint_every", checkpoint_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} must be a whole number of at least 1 (or None), got "
+                              f"{value!r}")
+    if epochs is not None:  # the budget asked for is what config.json records
+        config = config.replace(epochs=epochs)
     place, device = distributed.join(run.resolve_device(device))
     if place.parallel:
         config.check_data_parallel()
@@ -69,11 +90,10 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
     if place.parallel:  # the same weights everywhere, but each rank its own draws
         pyro.set_rng_seed(stream_seed(seed, place.rank))
     training = _Training(config, model.to(device), guide.to(device), train_images, test_images,
-                         out, seed, place)
+                         out, seed, place, checkpoint_every)
     if state is not None:
         training.restore(state)
-    training.run(config.train.epochs if epochs is None else epochs, max_steps,
-                 progress and place.is_main)
+    training.run(config.train.epochs, max_steps, progress and place.is_main)
 
     if place.is_main:
         run.save_figures(out, model, training.test_guide(), test_images)
@@ -170,10 +190,12 @@ class _Training:
     continue it."""
 
     def __init__(self, config: RunConfig, model, guide, train_images, test_images, out: Path,
-                 seed: int, place: distributed.Place = distributed.Place()):
+                 seed: int, place: distributed.Place = distributed.Place(),
+                 checkpoint_every: int | None = None):
         self.config, self.model, self.guide = config, model, guide
         self.train_images, self.test_images = train_images, test_images
         self.out, self.seed, self.place = out, seed, place
+        self.checkpoint_every = checkpoint_every
         self.frozen = _frozen_parts(config, model, guide)
         for part in self.frozen:
             part.requires_grad_(False)
@@ -206,20 +228,44 @@ class _Training:
         self.report.open(min(epochs * self.steps_per_epoch, max_steps), self.step, self.resumed,
                          progress, title)
         try:
-            while self.epoch < epochs and self.step < max_steps:
-                for indices in self._batches_left(max_steps):
-                    loss, taken = self.take_step(self.train_images[indices], indices)
-                    self.step += 1
-                    self.epoch_step += 1
-                    self.report.step_taken(self.step, loss, taken)
-                lr = float(self.optimizer.param_groups[0]["lr"])
-                if self.epoch_step >= self.steps_per_epoch:
-                    self.epoch, self.epoch_step = self.epoch + 1, 0
-                    self.scheduler.step()
-                self.seconds = seconds_before + time.monotonic() - started
-                self._record(lr)
+            with _StopSignals(enabled=not self.place.parallel) as stop:
+                while self.epoch < epochs and self.step < max_steps:
+                    for indices in self._batches_left(max_steps):
+                        loss, taken = self.take_step(self.train_images[indices], indices)
+                        self.step += 1
+                        self.epoch_step += 1
+                        self.report.step_taken(self.step, loss, taken)
+                        self.seconds = seconds_before + time.monotonic() - started
+                        self._between_steps(stop)
+                    lr = float(self.optimizer.param_groups[0]["lr"])
+                    if self.epoch_step >= self.steps_per_epoch:
+                        self.epoch, self.epoch_step = self.epoch + 1, 0
+                        self.scheduler.step()
+                    self.seconds = seconds_before + time.monotonic() - started
+                    self._record(lr)
+                    self._between_steps(stop, saved=True)
         finally:
             self.report.close()
+        self.report.finish(self.step)
+
+    def _between_steps(self, stop: "_StopSignals", saved: bool = False) -> None:
+        """A checkpoint every ``checkpoint_every`` steps; a stop with one when a signal
+        asked for it or the steps keep failing."""
+        diverged = self.report.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
+        due = self.checkpoint_every and self.step % self.checkpoint_every == 0
+        if not saved and (stop.requested or diverged or due):
+            self.report.read_losses()
+            self._save()
+        where = f"{self.out / run.CHECKPOINT_FILE} (step {self.step})"
+        if stop.requested:
+            raise RunStopped(f"stopped by {stop.requested}; the checkpoint is {where}: run the "
+                             f"same command with --resume to continue", stop.requested)
+        if diverged:
+            raise TrainingDiverged(
+                f"the last {self.report.skipped_in_a_row} steps were all skipped: the loss or "
+                f"its gradient is not finite (lr {self.config.train.lr} may be too large); the "
+                f"checkpoint before them is {where}; start again with a lower --lr or a "
+                f"--grad-clip")
 
     def _batches_left(self, max_steps):
         """The current epoch's batches not yet taken, no more than ``max_steps`` allows."""
@@ -246,8 +292,16 @@ class _Training:
         distributed.check_in_step(self.parameters, self.place)
         rng_ranks = distributed.gather(_rng_state(), self.place)
         if self.place.is_main:
+            self.report.note(f"evaluating on {len(self.test_images)} test images")
             test = evaluate(self.model, self.test_guide(), self.test_images)
             self.report.epoch_row(self.epoch, self.step, lr, self.seconds, test)
+            run.save_checkpoint(self.out, self.state(rng_ranks))
+        distributed.barrier(self.place)
+
+    def _save(self) -> None:
+        """A checkpoint now, between epochs' records (on rank 0, while the others wait)."""
+        rng_ranks = distributed.gather(_rng_state(), self.place)
+        if self.place.is_main:
             run.save_checkpoint(self.out, self.state(rng_ranks))
         distributed.barrier(self.place)
 
@@ -263,6 +317,7 @@ class _Training:
             "step": self.step,
             "epoch_step": self.epoch_step,
             "skipped_steps": self.report.skipped_steps,
+            "report": self.report.state(),
             "seconds": self.seconds,
             "seed": self.seed,
             "train_size": len(self.train_images),
@@ -279,7 +334,9 @@ class _Training:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
-        self.epoch_step, self.report.skipped_steps = state["epoch_step"], state["skipped_steps"]
+        self.epoch_step = state["epoch_step"]
+        self.report.restore(state.get("report", {"loss_sum": 0.0, "loss_count": 0}),
+                            state["skipped_steps"])
         self.seconds = state["seconds"]
         saved_world = state.get("world_size", 1)
         ranks = state.get("rng_ranks", [state["rng"]])
@@ -302,3 +359,29 @@ def _set_rng_state(rng: dict) -> None:
     random.setstate(rng["python"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class _StopSignals:
+    """SIGTERM (what a cluster scheduler sends) and SIGINT (Ctrl-C) ask the loop to stop
+    at the next step boundary, so that a checkpoint is written whole first; a second
+    signal stops at once. Only in the main thread of a single process."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested: str | None = None
+        self.previous = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if self.enabled:
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self.previous[number] = signal.signal(number, self._ask)
+        return self
+
+    def _ask(self, number, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)

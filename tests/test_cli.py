@@ -203,6 +203,7 @@ def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, w
 
 def test_data_parallel_fit_of_an_unsupported_objective_is_a_one_line_error(tmp_path):
     result = invoke("fit", "--dataset", "strokes", "--devices", 2, "--objective", "iwae",
+                    "--num-particles", 4,
                     "--device", "cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "iwae", "one process")
 

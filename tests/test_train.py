@@ -1,16 +1,22 @@
 """Training runs: what a run writes, resuming, skipped steps, checkpoints, evaluation."""
 
 import csv
+import dataclasses
 import json
+import os
 import shutil
+import signal
 
 import pyro
 import pytest
 import torch
 
 from rnp_pyro import data
+from rnp_pyro import run as run_module
 from rnp_pyro.config import RunConfig
-from rnp_pyro.errors import CheckpointError, ConfigError
+from rnp_pyro.errors import CheckpointError, ConfigError, RunStopped, TrainingDiverged
+from rnp_pyro.model import RNP
+from rnp_pyro.step import TrainStep
 from rnp_pyro.metrics import evaluate
 from rnp_pyro.infer import objectives
 from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, resolve_device,
@@ -319,3 +325,95 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# ---------------------------------------------------------------------------- stops
+def signal_at_step(monkeypatch, step: int, number=signal.SIGTERM):
+    """Send this process ``number`` during the training step ``step``, as a scheduler would."""
+    taken = []
+    original = TrainStep.__call__
+
+    def call(self, x, indices):
+        taken.append(1)
+        if len(taken) == step:
+            os.kill(os.getpid(), number)
+        return original(self, x, indices)
+
+    monkeypatch.setattr(TrainStep, "__call__", call)
+
+
+@pytest.mark.parametrize("number, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
+def test_a_signal_mid_epoch_saves_a_checkpoint_and_the_resumed_run_ends_as_if_never_stopped(
+        run20, strokes, tmp_path, monkeypatch, tiny_config, number, name):
+    out = tmp_path / "run"
+    signal_at_step(monkeypatch, 13, number)  # in the second epoch of 8 steps
+    with pytest.raises(RunStopped, match=f"stopped by {name}.*step 13.*--resume"):
+        train(tiny_config(), out, strokes, max_steps=20)
+    saved = read_checkpoint(out)
+    assert (saved["step"], saved["epoch"], saved["epoch_step"]) == (13, 1, 5)
+    assert not (out / "checkpoint.pt.partial").exists()
+    monkeypatch.undo()
+    resumed = train(tiny_config(), out, strokes, max_steps=20, resume=True)
+    torch.testing.assert_close(weights(resumed), weights(run20), rtol=0, atol=0)
+    def without_time(rows):
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+    assert without_time(metrics_rows(out)) == without_time(metrics_rows(run20.path))
+
+
+def test_a_run_checkpoints_every_few_steps_inside_an_epoch(strokes, tmp_path, tiny_config):
+    train(tiny_config(), tmp_path / "run", strokes, max_steps=6, checkpoint_every=5)
+    assert read_checkpoint(tmp_path / "run")["step"] == 6  # the last, after the 5th's
+    signalled = []
+    original = run_module.save_checkpoint
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "save_checkpoint",
+                      lambda out, state: (signalled.append(state["step"]), original(out, state)))
+        train(tiny_config(), tmp_path / "again", strokes, max_steps=12, checkpoint_every=5)
+    assert signalled == [5, 8, 10, 12]  # every 5 steps, and after each epoch of 8
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_steps_that_keep_failing_stop_the_run_with_the_last_good_checkpoint(
+        strokes, tmp_path, monkeypatch, tiny_config, capsys):
+    clean = train(tiny_config(), tmp_path / "clean", strokes, max_steps=2)
+    elbo = objectives.Trace_ELBO
+    finite = elbo.differentiable_loss
+    calls = []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        loss = finite(self, *args, **kwargs)
+        return loss if len(calls) <= 2 else loss * float("nan")
+
+    monkeypatch.setattr(elbo, "differentiable_loss", failing)
+    with pytest.raises(TrainingDiverged, match="steps were all skipped.*--lr"):
+        train(tiny_config(), tmp_path / "run", strokes, max_steps=1000)
+    saved = read_checkpoint(tmp_path / "run")
+    assert saved["skipped_steps"] >= 100 and saved["step"] < 1000
+    fresh, _ = build(tiny_config())
+    fresh.load_state_dict(saved["model"])
+    for name, value in fresh.state_dict().items():
+        if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            torch.testing.assert_close(value, clean.model.state_dict()[name], rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_a_step_whose_canvas_is_not_finite_is_skipped_and_training_goes_on(
+        strokes, tmp_path, monkeypatch, tiny_config, capsys):
+    decode = RNP.decode
+    calls = []
+
+    def sometimes_broken(self, z, *args, **kwargs):
+        tree = decode(self, z, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2 and self.training:
+            root = tree.levels[0]
+            tree.levels[0] = dataclasses.replace(root, drawn=root.drawn * float("nan"))
+        return tree
+
+    monkeypatch.setattr(RNP, "decode", sometimes_broken)
+    run = train(tiny_config(), tmp_path / "run", strokes, max_steps=6)
+    assert run.step == 6 and run.metrics["skipped_steps"] == 1
+    assert all(torch.isfinite(w).all() for w in weights(run).values())
+    assert "1 of 6 steps were skipped" in capsys.readouterr().out

@@ -78,6 +78,18 @@ def to_unit_images(pixels: torch.Tensor, image_size: int, chunk: int = 4096) -> 
     return out
 
 
+def unit_images(images, *, channels: int, image_size: int) -> torch.Tensor:
+    """``images`` as float32 (N, C, H, W) in [0, 1], checked (:func:`check_images`): uint8
+    pixels are divided by 255 and other float types cast, as a user giving them means."""
+    if isinstance(images, torch.Tensor):
+        if images.dtype == torch.uint8:
+            images = images.float().div(255)
+        elif images.is_floating_point() and images.dtype != torch.float32:
+            images = images.float()
+    check_images(images, channels=channels, image_size=image_size)
+    return images
+
+
 def check_images(images, *, channels: int, image_size: int) -> None:
     """Raise a DataError saying what is wrong unless ``images`` is (N, C, H, W) float in [0, 1]."""
     expected = f"(N, {channels}, {image_size}, {image_size})"

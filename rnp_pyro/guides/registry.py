@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_fields
 
 _CLASSES: dict[str, type] = {}
 STOCHASTIC_LEVELS = ("optional", "required", "unsupported")
@@ -106,12 +106,17 @@ class GuideConfig:
     refine_lr: float = 0.05  # ... with this step size, over (loc, log scale) of q(z^K | x)
 
     def __post_init__(self):
-        object.__setattr__(self, "encoder_dense", tuple(int(w) for w in self.encoder_dense))
+        check_fields(self)
         guide_class(self.kind)
         if self.encoder_convs < 0 or self.encoder_blocks < 0:
-            raise ConfigError("encoder_convs and encoder_blocks must be 0 or more")
+            raise ConfigError(f"encoder_convs and encoder_blocks must be 0 or more; got "
+                              f"{self.encoder_convs}, {self.encoder_blocks}")
+        if self.encoder_channels < 1 or min(self.encoder_dense, default=1) < 1:
+            raise ConfigError(f"encoder_channels and the encoder_dense widths must be at least "
+                              f"1; got {self.encoder_channels}, {self.encoder_dense}")
         if self.refine_steps < 0 or self.refine_lr <= 0:
-            raise ConfigError("refine_steps >= 0 and refine_lr > 0")
+            raise ConfigError(f"refine_steps must be 0 or more and refine_lr positive; got "
+                              f"{self.refine_steps}, {self.refine_lr}")
 
     @property
     def guide_class(self) -> type:
