@@ -11,6 +11,7 @@ can train and evaluate it by name.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from pathlib import Path
@@ -117,7 +118,17 @@ def main(quiet, verbose):
 @click.option("--speed", help=f"performance switches, comma-separated NAME=on|off from "
                               f"{SPEED_SWITCHES}; they change how, not what, a run computes, "
                               f"so a resumed run may change them")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=8),
+              help="side of the images in pixels (folder: data is resized to it)")
+@click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey) or 3 (RGB)")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
+                                                         path_type=Path),
+              help="settings from a JSON file: a run's config.json, or an object of flat "
+                   "names, e.g. {\"z_dim\": 32, \"taus\": [3, 3]}; options given here win")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="any setting by its name (repeatable), the value in JSON or a bare name, "
+                   "e.g. --set z_dim=32 --set taus=[3,3] --set likelihood=laplace")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="train data-parallel in this many processes: one per GPU on cuda, sharing "
@@ -126,14 +137,17 @@ def main(quiet, verbose):
               help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline, "
                    "runs/DATASET-truncated for --truncate]")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace the run in --out (only its own files)")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="steps between checkpoints inside an epoch")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="where datasets are found or downloaded")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
-        stochastic_levels, objective,
-        num_particles, init_from, truncate, freeze, primitives, classes, exclude_classes, speed,
-        seed, device, devices, out, resume, data_dir, no_progress):
+        stochastic_levels, objective, num_particles, init_from, truncate, freeze, primitives,
+        classes, exclude_classes, speed, image_size, channels, config_file, settings, seed,
+        device, devices, out, resume, overwrite, checkpoint_every, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -162,6 +176,11 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
                  if value is not None}
     overrides.update(parse_switches(speed))
+    if image_size is not None:
+        overrides["image_size"] = image_size
+    if channels is not None:
+        overrides["channels"] = int(channels)
+    overrides = {**_config_file(config_file), **_settings(settings), **overrides}
     if truncate:
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
@@ -175,8 +194,9 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     out = out or _default_out(dataset, config)
     try:
         trained = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
-                               device=device, seed=seed, resume=resume, data_dir=data_dir,
-                               progress=not no_progress)
+                                   device=device, seed=seed, resume=resume, data_dir=data_dir,
+                                   progress=not no_progress, overwrite=overwrite,
+                                   checkpoint_every=checkpoint_every)
     except RunStopped as stopped:
         click.echo(str(stopped), err=True)
         raise SystemExit(143 if stopped.signal_name == "SIGTERM" else 130)
@@ -270,6 +290,39 @@ def _names(value: str | None, known: tuple[str, ...], option: str) -> tuple[str,
     if unknown:
         raise ConfigError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
+
+
+def _config_file(path: Path | None) -> dict:
+    """Flat settings from a JSON file: a run's config.json (nested) or flat names."""
+    if path is None:
+        return {}
+    from .config import RunConfig
+
+    try:
+        given = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--config {path}: cannot read it as JSON ({err})") from err
+    if not isinstance(given, dict):
+        raise ConfigError(f"--config {path}: a JSON object of settings is needed, got "
+                          f"{type(given).__name__}")
+    if isinstance(given.get("model", ""), dict):  # a run's config.json
+        given = RunConfig.from_dict(given).flat()
+    return given
+
+
+def _settings(pairs: tuple[str, ...]) -> dict:
+    """NAME=VALUE pairs with JSON values (a bare word is text)."""
+    settings = {}
+    for pair in pairs:
+        name, equals, text = pair.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(f"--set {pair!r}: write NAME=VALUE, e.g. --set z_dim=32")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text  # a bare word: a name such as laplace
+        settings[name.strip()] = value
+    return settings
 
 
 def _labels(value: str | None, option: str) -> tuple[int, ...] | None:

@@ -159,7 +159,9 @@ class ModelConfig:
              f"obs_scale must be positive or None (learned), got {self.obs_scale}")
         need(self.patch_activation in ("relu6", "sigmoid"),
              f"patch_activation must be 'relu6' or 'sigmoid', got {self.patch_activation!r}")
-        need(self.kl_weight >= 0 and self.part_loss_weight >= 0, "loss weights must be >= 0")
+        need(self.kl_weight >= 0 and self.part_loss_weight >= 0,
+             f"kl_weight and part_loss_weight must be 0 or more; got {self.kl_weight}, "
+             f"{self.part_loss_weight}")
         need(set(self.primitives) <= set(PRIMITIVES) and
              len(set(self.primitives)) == len(self.primitives),
              f"primitives must be distinct names from {PRIMITIVES}, got {self.primitives}")

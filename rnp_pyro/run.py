@@ -11,9 +11,11 @@ package works on models, guides, tensors and trees.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -40,6 +42,11 @@ EVALUATION_FILE = "evaluation.json"  # what ``evaluate_run`` writes
 PER_IMAGE_FILE = "evaluation_per_image.csv"
 PPC_DIR = "ppc"  # what ``ppc_run`` writes
 FIGURES_DIR = "figures"  # what ``figures_run`` writes
+LOCK_FILE = "fit.lock"  # held by the one fit writing the folder
+PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
+RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX, METRICS_FILE,
+             TENSORBOARD_DIR, RECONSTRUCTIONS_FILE, SAMPLES_FILE, EVALUATION_FILE,
+             PER_IMAGE_FILE, PPC_DIR, FIGURES_DIR, LOCK_FILE)
 
 METRICS_COLUMNS = ("epoch", "step", "train_loss", "test_elbo", "test_mse", "lr", "skipped_steps",
                    "seconds")
@@ -121,12 +128,99 @@ def save_checkpoint(run_dir: str | Path, state: dict) -> None:
     """Write to a temporary file beside the checkpoint, then rename: a reader never sees
     half a file."""
     path = Path(run_dir) / CHECKPOINT_FILE
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
     with open(partial, "wb") as file:
         torch.save(state, file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def writing(run_dir: str | Path, *, overwrite: bool = False):
+    """Hold ``run_dir`` as the one fit that writes it, for the ``with`` block.
+
+    The folder must be new, empty, or a run's (its config.json readable); a run's is
+    emptied of the run's own files first when ``overwrite``. Files a user put there are
+    never touched. A lock file refuses a second fit while this one lives; a lock left by
+    a process that is gone is taken over. A checkpoint half written by a killed run is
+    removed.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder; choose a folder")
+    names = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
+    names -= {LOCK_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX}  # what a stopped fit may leave
+    if names and not _is_run(run_dir):
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise ConfigError(f"{run_dir} holds files that are not a run's ({shown}); a run is "
+                          f"written into a new or empty folder: choose another --out")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run_dir / LOCK_FILE
+        descriptor = _take_lock(lock)
+    except OSError as err:
+        raise ConfigError(f"cannot write the run folder {run_dir}: {err.strerror or err}; "
+                          f"choose another --out") from err
+    try:
+        if overwrite:
+            for name in RUN_FILES:
+                if name != LOCK_FILE:
+                    _remove(run_dir / name)
+        _remove(run_dir / (CHECKPOINT_FILE + PARTIAL_SUFFIX))
+        yield run_dir
+    finally:
+        os.close(descriptor)
+        lock.unlink(missing_ok=True)
+        if created and not any(run_dir.iterdir()):  # a fit that failed before writing
+            run_dir.rmdir()
+
+
+def _is_run(run_dir: Path) -> bool:
+    """Whether a folder holds a run: a config.json of rnp-pyro's."""
+    try:
+        read_config(run_dir)
+    except ConfigError:
+        return False
+    return True
+
+
+def _take_lock(lock: Path) -> int:
+    """Create the lock file holding this process's id, or raise if a live process has it."""
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _alive(holder):
+                raise ConfigError(f"another fit (process {holder}) is writing {lock.parent}; wait "
+                                  f"for it to end, or choose another --out") from None
+            lock.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        os.write(descriptor, str(os.getpid()).encode())
+        return descriptor
+    raise ConfigError(f"cannot take the lock {lock}; remove it if no fit is running")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:

@@ -12,6 +12,8 @@ itself is :class:`rnp_pyro.step.TrainStep`, the telling :class:`rnp_pyro.report.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import random
 import signal
@@ -31,6 +33,7 @@ from .step import TrainStep
 
 __all__ = ["fit", "fit_in_processes", "stream_seed"]
 
+log = logging.getLogger("rnp_pyro")
 CHECKPOINT_EVERY = 500  # steps between checkpoints inside an epoch, by default
 MAX_SKIPPED_IN_A_ROW = 100  # non-finite steps in a row that stop a run
 
@@ -39,7 +42,7 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
         max_steps: int | None = None, device: str = "auto", seed: int = 0,
         resume: bool = False, data_dir: str | Path | None = None, progress: bool = True,
         train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None,
-        checkpoint_every: int | None = CHECKPOINT_EVERY) -> run.Run:
+        checkpoint_every: int | None = CHECKPOINT_EVERY, overwrite: bool = False) -> run.Run:
     """Train ``config``'s model and guide into the folder ``out`` and return the run.
 
     ``epochs`` (default ``config.train.epochs``) and ``max_steps`` bound the whole run,
@@ -58,24 +61,40 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
     many non-finite steps in a row (MAX_SKIPPED_IN_A_ROW) stop it with a checkpoint
     and :class:`rnp_pyro.errors.TrainingDiverged`.
 
+    ``out`` must be new, empty, or a run's folder; one fit writes it at a time, and
+    files a user put there are never touched. ``overwrite`` replaces the run there;
+    ``resume`` with no checkpoint there yet starts afresh.
+
     Started by torchrun in several processes, each trains on its share of every
     batch of ``batch_size`` per process (:mod:`rnp_pyro.distributed`); rank 0 writes
     the folder. A run resumes on any number of processes.
     """
-    out = Path(out)
+    if not str(out).strip():
+        raise ConfigError("the run folder (--out) must be named; got an empty path")
+    out = Path(out).absolute()
     for name, value in (("epochs", epochs), ("max_steps", max_steps),
                         ("checkpoint_every", checkpoint_every)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ConfigError(f"{name} must be a whole number of at least 1 (or None), got "
                               f"{value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
     if epochs is not None:  # the budget asked for is what config.json records
         config = config.replace(epochs=epochs)
+    config = _absolute_paths(config, out)
     place, device = distributed.join(run.resolve_device(device))
     if place.parallel:
         config.check_data_parallel()
-    state = _state_to_resume(config, out, seed, resume)
+    state = _state_to_resume(config, out, seed, resume, overwrite)
+    with run.writing(out, overwrite=overwrite) if place.is_main else contextlib.nullcontext():
+        return _fit(config, out, state, max_steps, device, seed, data_dir, progress,
+                    train_set, test_set, checkpoint_every, place)
 
+
+def _fit(config, out, state, max_steps, device, seed, data_dir, progress, train_set, test_set,
+         checkpoint_every, place) -> run.Run:
+    """:func:`fit` once the folder is this process's to write."""
     train_images = run.run_images(config, train=True, data_dir=data_dir, given=train_set,
                                   device=device)
     test_images = run.run_images(config, train=False, data_dir=data_dir, given=test_set,
@@ -120,7 +139,9 @@ def fit_in_processes(processes: int, config: RunConfig, out: str | Path, **optio
     if device.type == "cuda" and processes > torch.cuda.device_count():
         raise ConfigError(f"{processes} processes need as many GPUs; this machine has "
                           f"{torch.cuda.device_count()}")
-    _state_to_resume(config, Path(out), options.get("seed", 0), options.get("resume", False))
+    config = _absolute_paths(config, Path(out).absolute())
+    _state_to_resume(config, Path(out), options.get("seed", 0), options.get("resume", False),
+                     options.get("overwrite", False))
     distributed.launch(processes, _fit_in_rank, config, out, options)
     return run.load_run(out, device=options.get("device", "auto"))
 
@@ -137,19 +158,38 @@ def stream_seed(seed: int, offset: int = 0) -> int:
     return seed * 1_000_003 + offset
 
 
-def _state_to_resume(config: RunConfig, out: Path, seed: int, resume: bool) -> dict | None:
+def _state_to_resume(config: RunConfig, out: Path, seed: int, resume: bool,
+                     overwrite: bool = False) -> dict | None:
     """The checkpoint to resume (None for a new run), refusing what cannot be resumed."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: "
+                          "give one of them")
     if not resume:
-        if run.has_checkpoint(out):
+        if run.has_checkpoint(out) and not overwrite:
             raise run.CheckpointError(f"{out} already holds a run ({run.CHECKPOINT_FILE}); pass "
-                                      f"--resume to continue it, or choose another --out")
+                                      f"--resume to continue it, --overwrite to replace it, or "
+                                      f"choose another --out")
         return None
     if not run.has_checkpoint(out):
-        raise run.CheckpointError(f"nothing to resume: {out / run.CHECKPOINT_FILE} does not "
-                                  f"exist; start a new run without --resume")
+        log.info(f"no checkpoint in {out} yet: starting the run afresh")
+        return None
     state = run.read_checkpoint(out)
     run.check_resumable(state, config, seed, out)
     return state
+
+
+def _absolute_paths(config: RunConfig, out: Path) -> RunConfig:
+    """The config with a ``folder:`` dataset's path made absolute (so that the run reads
+    the same images from wherever it is resumed or evaluated), refusing a run folder
+    inside its own data folder (its figures would become data)."""
+    dataset = config.data.dataset
+    if not dataset.startswith("folder:"):
+        return config
+    folder = Path(dataset.removeprefix("folder:")).expanduser().absolute()
+    if out == folder or folder in out.parents:
+        raise ConfigError(f"the run folder {out} lies inside its data folder {folder}, whose "
+                          f"images it would add to; choose an --out outside it")
+    return config.replace(dataset=f"folder:{folder}")
 
 
 def _init_from(model, guide, run_dir, truncate: int = 0) -> None:

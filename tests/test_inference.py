@@ -85,7 +85,7 @@ def test_iwae_objective_is_renyi_alpha_zero_and_at_least_the_elbo(trained, strok
 
 def test_per_image_guides_refuse_the_importance_weighted_objective(tiny_config):
     with pytest.raises(ConfigError, match="per-image"):
-        tiny_config(guide="normal", objective="iwae")
+        tiny_config(guide="normal", objective="iwae", num_particles=4)
 
 
 # ---------------------------------------------------------------------------- guides

@@ -10,6 +10,7 @@ import signal
 import pyro
 import pytest
 import torch
+from PIL import Image
 
 from rnp_pyro import data
 from rnp_pyro import run as run_module
@@ -153,9 +154,71 @@ def test_an_existing_run_is_never_overwritten(run20, strokes, tiny_config):
     assert (run20.path / "checkpoint.pt").read_bytes() == before
 
 
-def test_resume_needs_a_checkpoint(strokes, tmp_path, tiny_config):
-    with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(tiny_config(), tmp_path / "new", strokes, max_steps=5, resume=True)
+def test_resume_with_no_checkpoint_yet_starts_afresh_with_a_note(strokes, tmp_path, tiny_config,
+                                                                  caplog):
+    with caplog.at_level("INFO", logger="rnp_pyro"):
+        run = train(tiny_config(), tmp_path / "new", strokes, max_steps=5, resume=True)
+    assert run.step == 5 and "starting the run afresh" in caplog.text
+
+
+# ---------------------------------------------------------------------------- run folders
+def test_a_folder_of_the_users_files_is_refused_and_left_as_it_was(strokes, tmp_path,
+                                                                    tiny_config):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "samples.png").write_bytes(b"my picture")
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(ConfigError, match="not a run's.*new or empty folder"):
+        train(tiny_config(), mine, strokes, max_steps=2)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "samples.png"]
+    assert (mine / "samples.png").read_bytes() == b"my picture"
+
+
+def test_overwrite_replaces_only_the_runs_own_files(run20, strokes, tmp_path, tiny_config):
+    out = copy_run(run20, tmp_path)
+    (out / "notes.txt").write_text("kept")
+    run = train(tiny_config(), out, strokes, max_steps=3, overwrite=True)
+    assert run.step == 3 and (out / "notes.txt").read_text() == "kept"
+    assert [int(row["step"]) for row in metrics_rows(out)] == [3]
+    with pytest.raises(ConfigError, match="give one of them"):
+        train(tiny_config(), out, strokes, max_steps=3, overwrite=True, resume=True)
+
+
+def test_a_second_writer_is_refused_while_the_first_lives(strokes, tmp_path, tiny_config):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "fit.lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(ConfigError, match="another fit .* is writing"):
+        train(tiny_config(), out, strokes, max_steps=2)
+    (out / "fit.lock").write_text("999999999")  # one that is gone: taken over
+    assert train(tiny_config(), out, strokes, max_steps=2).step == 2
+    assert not (out / "fit.lock").exists()
+
+
+def test_a_half_written_checkpoint_of_a_killed_run_is_cleared(run20, strokes, tmp_path,
+                                                               tiny_config):
+    out = copy_run(run20, tmp_path)
+    (out / "checkpoint.pt.partial").write_bytes(b"half")
+    train(tiny_config(), out, strokes, max_steps=21, resume=True)
+    assert not (out / "checkpoint.pt.partial").exists()
+
+
+def test_a_relative_image_folder_is_stored_absolute_and_may_not_hold_the_run(
+        tmp_path, monkeypatch, tiny_config):
+    images = tmp_path / "imgs"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for i in range(8):
+            pixels = (torch.rand(16, 16) * 255).byte().numpy()
+            Image.fromarray(pixels).save(images / label / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_config(dataset="folder:imgs")
+    run = fit(cfg, tmp_path / "run", max_steps=2, device="cpu", progress=False)
+    assert run.config.data.dataset == f"folder:{images}"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["dataset"] == \
+        f"folder:{images}"
+    with pytest.raises(ConfigError, match="inside its data folder"):
+        fit(cfg, images / "run", max_steps=2, device="cpu", progress=False)
 
 
 # ---------------------------------------------------------------------------- bad steps
