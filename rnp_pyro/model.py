@@ -269,8 +269,7 @@ class RNP(PyroModule):
         if not draw:
             return None, [Level(children, actions, None, None), *below]
         drawn = drawn.reshape(count, nodes * tau, *drawn.shape[-3:])
-        placed = spatial.place(drawn, actions, config.scale_offset, config.rotation_range,
-                               size=config.image_size)
+        placed = self.place(drawn, actions)
         canvases = placed.reshape(count, nodes, tau, *config.image_shape).sum(2)
         return canvases, [Level(children, actions, drawn, placed), *below]
 
@@ -328,6 +327,19 @@ class RNP(PyroModule):
                 key = f"{stream}.{int(index) - depth}.{rest}"
             state[key] = value
         return state
+
+    def place(self, drawn: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Canvases ``drawn`` (*, C, h, w) in their own frames (a tree level's ``drawn``:
+        leaf patches, or image-sized canvases), placed in their parents' frames under
+        ``actions`` (*, 6) with this model's geometry: the level's ``placed``."""
+        return spatial.place(drawn, actions, self.config.scale_offset, self.config.rotation_range,
+                             size=self.config.image_size)
+
+    def crop(self, canvases: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The regions of parent canvases (*, C, H, W) that ``actions`` (*, 6) place
+        children in, zoomed to full size, with this model's geometry."""
+        return spatial.crop(canvases, actions, self.config.scale_offset,
+                            self.config.rotation_range)
 
     # ------------------------------------------------------------------ the Pyro model
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,

@@ -12,16 +12,14 @@ size of its parent: the scale offset is what makes parts smaller than their pare
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 ACTION_DIM = 6
 
 
-def affine_matrices(action: torch.Tensor, scale_offset: float = 2.0,
-                    rotation_range: float = math.pi) -> torch.Tensor:
+def affine_matrices(action: torch.Tensor, scale_offset: float,
+                    rotation_range: float) -> torch.Tensor:
     """(*, 6) actions -> (*, 2, 3) matrices [A | b] from parent to child coordinates."""
     if action.shape[-1] != ACTION_DIM:
         raise ValueError(f"actions need a last dimension of {ACTION_DIM}, got {tuple(action.shape)}")
@@ -75,17 +73,19 @@ def warp(image: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> t
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def place(child_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,
-          rotation_range: float = math.pi, size: int | None = None) -> torch.Tensor:
+def place(child_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float,
+          rotation_range: float, size: int | None = None) -> torch.Tensor:
     """A child's canvas (*, C, h, w) drawn in its parent's frame under ``action`` (*, 6).
 
-    The parent's frame is ``size`` pixels square (default: the child's size).
+    The geometry (``scale_offset``, ``rotation_range``) is the model's, which has no
+    default: ``RNP.place`` uses its own. The parent's frame is ``size`` pixels square
+    (default: the child's size).
     """
     return warp(child_canvas, affine_matrices(action, scale_offset, rotation_range), size)
 
 
-def crop(parent_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float = 2.0,
-         rotation_range: float = math.pi) -> torch.Tensor:
+def crop(parent_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float,
+         rotation_range: float) -> torch.Tensor:
     """The region of a parent canvas that ``action`` places a child in, zoomed to full size.
 
     The inverse of :func:`place` (up to resampling and what falls outside the frame):

@@ -206,7 +206,7 @@ def test_misused_building_blocks_say_how_to_use_them(pair, tiny_config, tmp_path
     with pytest.raises(TypeError, match="subclass of rnp_pyro.guides.Guide"):
         guides.register(nn.Linear)
     with pytest.raises(ValueError, match="last dimension of 6"):
-        spatial.affine_matrices(torch.zeros(2, 5))
+        spatial.affine_matrices(torch.zeros(2, 5), 2.0, 3.14)
     with pytest.raises(ValueError, match="prefix of its layout"):
         HyperNetwork(4, 8, 1, {"a": (2,), "b": (3,)})(torch.zeros(1, 4), ["b"])
     with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 16, 16\)"):

@@ -57,7 +57,7 @@ def test_small_patches_are_placed_into_full_size_frames(small):
 def test_placing_under_the_identity_map_is_bilinear_resizing():
     patch = torch.rand(2, 3, 5, 5)
     identity = torch.zeros(2, 6)  # scale a + 1 + offset = 1 with offset 0, no rotation or shift
-    placed = spatial.place(patch, identity, scale_offset=0.0, size=12)
+    placed = spatial.place(patch, identity, scale_offset=0.0, rotation_range=math.pi, size=12)
     resized = torch.nn.functional.interpolate(patch, size=12, mode="bilinear", align_corners=True)
     torch.testing.assert_close(placed, resized)
 
@@ -69,7 +69,8 @@ def test_config_rejects_a_patch_of_one_pixel(small):
 
 def test_tree_shapes_and_structure(small):
     cfg = small(taus=(3, 2), channels=3)
-    tree = rnp(cfg).decode(torch.randn(5, cfg.model.z_dim))
+    model = rnp(cfg)
+    tree = model.decode(torch.randn(5, cfg.model.z_dim))
     assert tree.canvas.shape == (5, 3, 12, 12)
     assert [lvl.size for lvl in tree.levels] == [1, 3, 6]
     for level in tree.levels:
@@ -84,8 +85,7 @@ def test_tree_shapes_and_structure(small):
         torch.testing.assert_close(tree.children_placed(depth).sum(-4),
                                    tree.levels[depth].canvases)
     torch.testing.assert_close(tree.leaves.placed[:, 4],
-                               spatial.place(tree.leaves.canvases[:, 4], tree.leaves.actions[:, 4],
-                                             cfg.model.scale_offset))
+                               model.place(tree.leaves.drawn[:, 4], tree.leaves.actions[:, 4]))
 
 
 def test_decode_broadcasts_over_leading_dims(small):

@@ -53,7 +53,7 @@ def synthetic_tree(batch: int, channels: int = 1, taus=(4, 4), seed: int = 0) ->
             placed = canvases
         else:
             actions = 0.5 * (2 * torch.rand(batch, n, 6, generator=generator) - 1)
-            placed = place(canvases, actions, scale_offset=0.5)
+            placed = place(canvases, actions, scale_offset=0.5, rotation_range=math.pi)
         levels.insert(0, Level(torch.zeros(batch, n, Z_DIM), actions, canvases, placed))
         if depth > 0:
             parents = placed.reshape(batch, counts[depth - 1], taus[depth - 1], channels, SIZE, SIZE)
