@@ -83,9 +83,9 @@ class Report:
             for value in kept.tolist():  # one by one: the same sum however the reads fall
                 self.loss_sum += value
             self.loss_count += len(kept)
-            self.bar.set_postfix(loss=f"{kept.mean().item():.4g}")
+            self.bar.set_postfix(train_elbo=f"{-kept.mean().item():.4g}")
             if self.writer:
-                self.writer.add_scalar("train/loss", kept.mean().item(), steps[-1])
+                self.writer.add_scalar("train/elbo", -kept.mean().item(), steps[-1])
 
     def note(self, message: str) -> None:
         """What the run is doing, through logging (shown by the command line)."""
@@ -110,16 +110,18 @@ class Report:
         """Write the epoch's row of metrics.csv and TensorBoard (main process): the mean
         training loss since the last row and the test metrics ``test``."""
         row = {"epoch": epoch, "step": step,
-               "train_loss": self.loss_sum / self.loss_count if self.loss_count else math.nan,
+               # the ELBO, as the test's: the steps' losses are -ELBO
+               "train_elbo": -self.loss_sum / self.loss_count if self.loss_count else math.nan,
                "test_elbo": test["elbo_nats_per_image"], "test_mse": test["mse_per_pixel"],
                "lr": lr, "skipped_steps": self.skipped_steps, "seconds": round(seconds, 3)}
         self.loss_sum, self.loss_count = 0.0, 0
         run.append_metrics(self.out, row)
-        for name in ("train_loss", "test_elbo", "test_mse", "lr", "skipped_steps"):
+        for name in ("train_elbo", "test_elbo", "test_mse", "lr", "skipped_steps"):
             self.writer.add_scalar(f"epoch/{name}", row[name], step)
         self.writer.flush()
-        self.bar.set_postfix(loss=f"{row['train_loss']:.4g}", test_elbo=f"{row['test_elbo']:.4g}")
-        log.info(f"epoch {epoch}, step {step}: train loss (-ELBO) {row['train_loss']:.4g}, "
+        self.bar.set_postfix(train_elbo=f"{row['train_elbo']:.4g}",
+                             test_elbo=f"{row['test_elbo']:.4g}")
+        log.info(f"epoch {epoch}, step {step}: train ELBO {row['train_elbo']:.4g}, "
                  f"test ELBO {row['test_elbo']:.4g}, test MSE {row['test_mse']:.4g}, "
                  f"lr {lr:.3g}, {row['seconds']:.0f} s")
         return row

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import shutil
 import time
@@ -32,6 +33,8 @@ from .infer.fitting import fit_guide, guide_args
 from .model import RNP
 from .modes import evaluating
 
+log = logging.getLogger("rnp_pyro")
+
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
@@ -48,7 +51,8 @@ RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX, MET
              TENSORBOARD_DIR, RECONSTRUCTIONS_FILE, SAMPLES_FILE, EVALUATION_FILE,
              PER_IMAGE_FILE, PPC_DIR, FIGURES_DIR, LOCK_FILE)
 
-METRICS_COLUMNS = ("epoch", "step", "train_loss", "test_elbo", "test_mse", "lr", "skipped_steps",
+# the ELBO in nats per image, of the training steps since the last row and of the test set
+METRICS_COLUMNS = ("epoch", "step", "train_elbo", "test_elbo", "test_mse", "lr", "skipped_steps",
                    "seconds")
 _COUNT_COLUMNS = ("epoch", "step", "skipped_steps")
 _CHECKPOINT_KEYS = ("model", "guide", "optimizer", "scheduler", "epoch", "step", "epoch_step",
@@ -277,20 +281,42 @@ def load_weights(module: torch.nn.Module, weights: dict, what: str, source: str 
                               ) from err
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Every row of a run's ``metrics.csv`` as numbers ([] when there is none)."""
+def read_metrics(run_dir: str | Path, until: int | None = None) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` as numbers ([] when there is none), up to step
+    ``until`` if given. A damaged row (a cut line, a stray edit) is reported and left out.
+    Files written before the train ELBO had its sign give it the ELBO's."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
+    rows = []
     with open(path, newline="") as file:
-        return [{key: int(value) if key in _COUNT_COLUMNS else float(value)
-                 for key, value in row.items()} for row in csv.DictReader(file)]
+        for number, row in enumerate(csv.DictReader(file), start=2):
+            if "train_loss" in row:  # older files: the loss, -ELBO
+                loss = row.pop("train_loss")
+                row["train_elbo"] = str(-float(loss)) if _is_number(loss) else loss
+            try:
+                parsed = {key: int(row[key]) if key in _COUNT_COLUMNS else float(row[key])
+                          for key in METRICS_COLUMNS}
+            except (KeyError, TypeError, ValueError):
+                log.warning(f"{path}, line {number}: a damaged row, left out")
+                continue
+            if until is None or parsed["step"] <= until:
+                rows.append(parsed)
+    return rows
 
 
-def last_metrics(run_dir: str | Path) -> dict:
-    """The last row of ``metrics.csv`` as numbers ({} when there is none)."""
-    rows = read_metrics(run_dir)
+def last_metrics(run_dir: str | Path, until: int | None = None) -> dict:
+    """The last row of ``metrics.csv`` (up to step ``until``) as numbers ({} when none)."""
+    rows = read_metrics(run_dir, until)
     return rows[-1] if rows else {}
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def start_metrics(run_dir: Path, keep_until: int | None) -> None:
@@ -300,10 +326,7 @@ def start_metrics(run_dir: Path, keep_until: int | None) -> None:
     are dropped, as the resumed run writes them again.
     """
     path = run_dir / METRICS_FILE
-    rows = []
-    if keep_until is not None and path.is_file():
-        with open(path, newline="") as file:
-            rows = [row for row in csv.DictReader(file) if int(row["step"]) <= keep_until]
+    rows = read_metrics(run_dir, until=keep_until) if keep_until is not None else []
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, METRICS_COLUMNS)
         writer.writeheader()
@@ -311,8 +334,11 @@ def start_metrics(run_dir: Path, keep_until: int | None) -> None:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
+    """One row, on disk before the checkpoint it belongs to is written."""
     with open(run_dir / METRICS_FILE, "a", newline="") as file:
         csv.DictWriter(file, METRICS_COLUMNS).writerow(row)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def tensorboard_dir(run_dir: Path) -> Path:
@@ -334,7 +360,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
             f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
             f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
             f"train again")
-    return trained_run(config, state, path, device, metrics=last_metrics(path))
+    return trained_run(config, state, path, device,
+                       metrics=last_metrics(path, until=int(state["step"])))
 
 
 def trained_run(config: RunConfig, state: dict, path: Path, device: torch.device,

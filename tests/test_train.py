@@ -20,7 +20,8 @@ from rnp_pyro.model import RNP
 from rnp_pyro.step import TrainStep
 from rnp_pyro.metrics import evaluate
 from rnp_pyro.infer import objectives
-from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, resolve_device,
+from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, read_metrics,
+                          resolve_device,
                           save_checkpoint)
 from rnp_pyro.train import fit
 
@@ -77,7 +78,7 @@ def test_a_run_writes_config_checkpoint_metrics_tensorboard_and_figures(run20, t
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     rows = metrics_rows(out)
-    assert list(rows[0]) == ["epoch", "step", "train_loss", "test_elbo", "test_mse", "lr",
+    assert list(rows[0]) == ["epoch", "step", "train_elbo", "test_elbo", "test_mse", "lr",
                              "skipped_steps", "seconds"]
     # a row after each epoch, and one where max_steps stopped the third
     assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(1, 8), (2, 16), (2, 20)]
@@ -265,7 +266,7 @@ def test_training_goes_on_after_a_skipped_step(strokes, tmp_path, monkeypatch, t
     run = train(tiny_config(), tmp_path / "run", strokes, max_steps=4)
     assert all(torch.isfinite(w).all() for w in weights(run).values())
     assert [int(r["skipped_steps"]) for r in metrics_rows(run.path)] == [1]
-    assert run.metrics["train_loss"] == run.metrics["train_loss"]  # not nan: 3 good steps
+    assert run.metrics["train_elbo"] == run.metrics["train_elbo"]  # not nan: 3 good steps
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -371,7 +372,7 @@ def test_bf16_autocast_keeps_the_loss_and_trains(strokes, tmp_path, tiny_config)
             losses.append(pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x).item())
     assert losses[1] == pytest.approx(losses[0], rel=0.02) and losses[1] != losses[0]
     rows = metrics_rows(train(cfg, tmp_path / "run", strokes, epochs=3).path)
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["train_elbo"]) > float(rows[0]["train_elbo"])
 
 
 def test_the_convvae_baseline_trains_too(strokes, tmp_path, tiny_config):
@@ -480,3 +481,36 @@ def test_a_step_whose_canvas_is_not_finite_is_skipped_and_training_goes_on(
     assert run.step == 6 and run.metrics["skipped_steps"] == 1
     assert all(torch.isfinite(w).all() for w in weights(run).values())
     assert "1 of 6 steps were skipped" in capsys.readouterr().out
+
+
+def test_a_cut_metrics_row_is_reported_and_left_out_never_written_back(run20, strokes, tmp_path,
+                                                                       tiny_config, caplog):
+    out = copy_run(run20, tmp_path)
+    with open(out / "metrics.csv", "a") as file:
+        file.write("3,24,-81.5,-8")  # a row cut short by a crash
+    with caplog.at_level("WARNING", logger="rnp_pyro"):
+        loaded = load_run(out)
+    assert loaded.metrics["step"] == 20 and "a damaged row" in caplog.text
+    resumed = train(tiny_config(), out, strokes, max_steps=24, resume=True)
+    assert resumed.step == 24
+    assert [int(row["step"]) for row in metrics_rows(out)] == [8, 16, 20, 24]
+
+
+def test_loaded_metrics_are_those_of_the_checkpoint_loaded(run20, tmp_path):
+    out = copy_run(run20, tmp_path)
+    with open(out / "metrics.csv", "a") as file:  # a row of a later checkpoint never written
+        file.write("3,30,-80.0,-80.0,0.09,0.001,0,1.0\n")
+    assert load_run(out).metrics["step"] == 20
+
+
+def test_an_older_metrics_file_with_the_training_loss_reads_as_the_elbo(run20, tmp_path):
+    out = copy_run(run20, tmp_path)
+    rows = metrics_rows(out)
+    with open(out / "metrics.csv", "w", newline="") as file:
+        old = csv.DictWriter(file, ["epoch", "step", "train_loss", "test_elbo", "test_mse", "lr",
+                                    "skipped_steps", "seconds"])
+        old.writeheader()
+        for row in rows:
+            old.writerow({**{k: v for k, v in row.items() if k != "train_elbo"},
+                          "train_loss": -float(row["train_elbo"])})
+    assert [row["train_elbo"] for row in read_metrics(out)] == [float(r["train_elbo"]) for r in rows]
