@@ -78,6 +78,7 @@ class PosteriorPredictive:
     means: torch.Tensor  # (S, B, C, H, W): the decoded canvas of each draw
     latents: dict[str, torch.Tensor]  # {site: (S, B, ...)}
     statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    log_likelihood: torch.Tensor | None = None  # (S, B): log p(x_i | draw s), for LOO and WAIC
 
     @property
     def num_samples(self) -> int:
@@ -91,7 +92,8 @@ class PosteriorPredictive:
 
     def to_arviz(self):
         """ArviZ data with groups posterior (the latents), posterior_predictive (x and
-        every statistic) and observed_data (x and every statistic), one chain.
+        every statistic), observed_data (x and every statistic) and log_likelihood
+        (``log_p_x``, per image: ``arviz.loo`` and ``arviz.waic`` take it), one chain.
 
         The observed ``part_mass`` depends on the draw; ArviZ's observed group holds
         one value per image, so it is the mean over draws there (the p-values use the
@@ -111,7 +113,10 @@ class PosteriorPredictive:
                               **{name: obs.mean(0).detach().cpu().numpy()
                                  for name, (obs, _) in self.statistics.items()}},
         }
+        if self.log_likelihood is not None:
+            groups["log_likelihood"] = {"log_p_x": draws(self.log_likelihood)}
         dims = {"x": ["image", "channel", "row", "column"], "part_mass": ["image", "part"],
+                "log_p_x": ["image"],
                 **{name: ["image"] for name in IMAGE_STATISTICS}}
         for site, value in self.latents.items():  # (S, B, [nodes,] |z|)
             dims[site] = ["image", *([f"{site}_node"] if value.dim() == 4 else []), "latent"]
@@ -208,8 +213,9 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
         drawn = predict(x, *guide_args)
         replicated = drawn.pop("x")
         tree = decode_latents(model, drawn)
+        log_likelihood = model.likelihood(tree.canvas).log_prob(x)
     check = PosteriorPredictive(observed=x, replicated=replicated, means=tree.canvas,
-                                latents=drawn)
+                                latents=drawn, log_likelihood=log_likelihood)
     for name, statistic in IMAGE_STATISTICS.items():
         check.statistics[name] = (statistic(x).expand(num_samples, -1), statistic(replicated))
     if len(tree.levels) > 1:

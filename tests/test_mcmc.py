@@ -47,6 +47,8 @@ def test_shapes_of_draws_samples_and_diagnostics(tiny_config):
     assert torch.isfinite(post.r_hat()).all() and torch.isfinite(post.ess()).all()
     assert len(post.step_size) == len(post.accept_prob) == len(post.divergences) == 2
     assert all(0 <= a <= 1 for a in post.accept_prob) and all(s > 0 for s in post.step_size)
+    data = post.to_arviz()  # chains kept apart, for ArviZ's own diagnostics
+    assert data["posterior"][cfg.model.top_site].shape == (2, 6, 3, cfg.model.z_dim)
 
 
 def test_dense_mass_matrix_and_too_few_draws_for_r_hat(tiny_config):
@@ -158,6 +160,10 @@ def test_nuts_recovers_exact_linear_gaussian_posterior(tiny_config):
     draws = post.samples[cfg.model.top_site]  # (S, B, 2)
     ess = post.ess()
     assert (post.r_hat() < 1.05).all()
+    import arviz  # ArviZ's rank-normalised R-hat of the same chains agrees
+
+    arviz_r_hat = torch.as_tensor(arviz.rhat(post.to_arviz())[cfg.model.top_site].values)
+    torch.testing.assert_close(arviz_r_hat.float(), post.r_hat().float(), atol=0.02, rtol=0)
     assert (ess > 150).all()
     # means within 4.5 Monte Carlo standard errors, covariances within 25 %
     assert ((draws.mean(0) - mean).abs() < 4.5 * sd / ess.sqrt()).all()

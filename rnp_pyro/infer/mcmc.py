@@ -62,6 +62,17 @@ class MCMCPosterior:
                              f"sample again with num_samples >= 4")
         return split_gelman_rubin(self.draws, chain_dim=0, sample_dim=1)
 
+    def to_arviz(self):
+        """The draws as ArviZ data (posterior group, one chain per chain), for ArviZ's own
+        diagnostics (``arviz.rhat``, ``arviz.ess``, ``arviz.summary``)."""
+        import arviz
+
+        posterior = {self.site: self.draws.detach().cpu().numpy()}
+        dims = {self.site: ["image", "latent"]}
+        if int(arviz.__version__.split(".")[0]) >= 1:
+            return arviz.from_dict({"posterior": posterior}, dims=dims)
+        return arviz.from_dict(posterior=posterior, dims=dims)
+
     def ess(self) -> torch.Tensor:
         """Effective sample size over all chains per image and coordinate, (B, |z|)."""
         return effective_sample_size(self.draws, chain_dim=0, sample_dim=1)
