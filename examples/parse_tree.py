@@ -7,7 +7,7 @@ Prints the shape of every level of the tree for a few test images, how much of
 each image every top-level part draws, and writes the parse figure next to the run.
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 import torch
@@ -33,4 +33,7 @@ def main(run_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/fashion")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", default="runs/fashion",
+                        help="a trained run folder [default: runs/fashion]")
+    main(parser.parse_args().run_dir)

@@ -16,7 +16,7 @@ from pyro.nn import PyroModule
 from .errors import ConfigError
 from .likelihood import Likelihood
 from .model import ModelConfig
-from .plates import data_plate
+from .plates import check_batch_shape, data_plate
 from .primitives import PrimitiveStamp
 from .spatial import ACTION_DIM
 from .tree import Level, Tree
@@ -93,6 +93,7 @@ class ConvVAE(PyroModule):
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
                 dataset_size: int | None = None) -> None:
         config = self.config
+        check_batch_shape(x, config.image_shape, "the model")
         prior = dist.Normal(x.new_zeros(config.z_dim), x.new_ones(config.z_dim)).to_event(1)
         with data_plate(x, indices, dataset_size):
             with poutine.scale(scale=config.kl_weight):

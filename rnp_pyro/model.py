@@ -26,7 +26,7 @@ from . import program, spatial
 from .errors import ConfigError, check_fields
 from .hyper import HyperNetwork
 from .likelihood import LIKELIHOODS, Likelihood
-from .plates import data_plate
+from .plates import check_batch_shape, data_plate
 from .primitives import PRIMITIVES, combine, primitive_images
 from .tree import Level, Tree
 
@@ -350,6 +350,7 @@ class RNP(PyroModule):
         :func:`rnp_pyro.plates.data_plate`), for guides with parameters per image.
         """
         config = self.config
+        check_batch_shape(x, config.image_shape, "the model")
         prior = dist.Normal(x.new_zeros(config.z_dim), x.new_ones(config.z_dim)).to_event(1)
         with data_plate(x, indices, dataset_size):
             with poutine.scale(scale=config.kl_weight):

@@ -32,7 +32,15 @@ def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: 
     """Raise a ValueError unless ``x`` is (*B, C, H, W) with ``image_shape``; cheap enough per step.
 
     ``user`` names what needs the images ("the model", "the encoder") in the message.
+    Their values are not read here (that would wait for the device every step):
+    ``rnp_pyro.data.unit_images`` checks and converts whole sets.
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{user} needs images as a torch.Tensor (*B, C, H, W) of floats in "
+                        f"[0, 1]; got {type(x).__name__}: convert with torch.as_tensor(x)")
+    if not x.is_floating_point():
+        raise TypeError(f"{user} needs images of floats in [0, 1]; got {x.dtype}: convert "
+                        f"with x.float() / 255 for 8-bit pixels")
     if x.dim() < 4 or tuple(x.shape[-3:]) != tuple(image_shape):
         channels, height, width = image_shape
         raise ValueError(f"{user} needs images of shape (*B, {channels}, {height}, {width}), "

@@ -225,3 +225,12 @@ def test_a_run_config_json_with_a_wrongly_typed_field_is_named(tiny_config, tmp_
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="batch_size must be a whole number"):
         RunConfig.load(tmp_path / "config.json")
+
+
+def test_the_model_and_encoder_name_what_images_they_take(pair):
+    model, guide = pair
+    for wrong, words in ((np.zeros((2, 1, 16, 16)), "torch.Tensor"), ([[0.0]], "torch.Tensor"),
+                         (torch.zeros(2, 1, 16, 16, dtype=torch.uint8), r"x.float\(\) / 255")):
+        for call in (guide.encode, model):
+            with pytest.raises(TypeError, match=words):
+                call(wrong)

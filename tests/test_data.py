@@ -5,6 +5,7 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -379,3 +380,16 @@ def test_unshuffled_batches_keep_order():
         [[0, 1, 2], [3, 4, 5], [6]]
     with pytest.raises(DataError):
         next(batches(images, 0, shuffle=False))
+
+
+def test_sixteen_bit_images_are_read_at_their_own_range(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 28 * 28).round().astype(np.uint16).reshape(28, 28)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(tmp_path / "ramp8.png")
+    images = load_images(f"folder:{tmp_path}", image_size=28).images
+    sixteen, eight = images[0, 0], images[1, 0]
+    assert (sixteen == 1).float().mean() < 0.01  # not clipped
+    torch.testing.assert_close(sixteen, eight, atol=1 / 255, rtol=0)
+    torch.testing.assert_close(sixteen.flatten(), torch.from_numpy(ramp.flatten() / 65535.0).float())

@@ -1,5 +1,7 @@
 """The example notebooks run from top to bottom, on a tiny model."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -31,3 +33,10 @@ def test_posterior_predictive_notebook(tmp_path, monkeypatch, tiny_config):
     assert "edge_energy" in text and "part_mass" in text
     assert (tmp_path / "ppc_images.png").stat().st_size > 500
     assert (tmp_path / "ppc_statistics.png").stat().st_size > 1000
+
+
+def test_every_example_script_explains_itself_with_help():
+    for script in sorted(EXAMPLES.glob("*.py")):
+        done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.startswith("usage:"), (script, done.stderr)

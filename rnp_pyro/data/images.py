@@ -63,14 +63,16 @@ class ImageSet:
         return self._apply(lambda t: t[keep])
 
 
-def to_unit_images(pixels: torch.Tensor, image_size: int, chunk: int = 4096) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1] at ``image_size``, bilinear with antialiasing.
+def to_unit_images(pixels: torch.Tensor, image_size: int, full_scale: int = 255,
+                   chunk: int = 4096) -> torch.Tensor:
+    """Integer pixels (N, C, H, W) from 0 to ``full_scale`` (255 for 8 bits, 65535 for
+    16) -> float32 in [0, 1] at ``image_size``, bilinear with antialiasing.
 
     Converted in chunks so that large sets never hold more than one float copy.
     """
     out = torch.empty(len(pixels), pixels.shape[1], image_size, image_size)
     for start in range(0, len(pixels), chunk):
-        images = pixels[start:start + chunk].float().div_(255)
+        images = pixels[start:start + chunk].float().div_(full_scale)
         if images.shape[-2:] != (image_size, image_size):
             images = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
                                    antialias=True, align_corners=False).clamp_(0, 1)

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -198,10 +199,14 @@ def _read_folder(folder: Path, train: bool, channels: int, image_size: int, limi
     for path in files:
         try:
             with Image.open(path) as picture:
-                pixels = pil_to_tensor(picture.convert(mode))
+                if picture.mode.startswith("I"):  # 16-bit grey: read at its own range
+                    grey = torch.from_numpy(np.asarray(picture, dtype=np.int32))[None]
+                    pixels, full_scale = grey.expand(channels, -1, -1), 65535
+                else:
+                    pixels, full_scale = pil_to_tensor(picture.convert(mode)), 255
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image {path} ({one_line(err)}); "
                             f"delete or replace it") from err
-        images.append(to_unit_images(pixels.unsqueeze(0), image_size)[0])
+        images.append(to_unit_images(pixels.unsqueeze(0), image_size, full_scale)[0])
     labels = torch.tensor([classes.index(parts[0]) for parts in tops]) if labelled else None
     return torch.stack(images), labels
