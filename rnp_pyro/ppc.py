@@ -78,7 +78,7 @@ class PosteriorPredictive:
     means: torch.Tensor  # (S, B, C, H, W): the decoded canvas of each draw
     latents: dict[str, torch.Tensor]  # {site: (S, B, ...)}
     statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    log_likelihood: torch.Tensor | None = None  # (S, B): log p(x_i | draw s), for LOO and WAIC
+    log_likelihood: torch.Tensor | None = None  # (S, B): log p(x_i | draw s), for LOO
 
     @property
     def num_samples(self) -> int:
@@ -93,7 +93,8 @@ class PosteriorPredictive:
     def to_arviz(self):
         """ArviZ data with groups posterior (the latents), posterior_predictive (x and
         every statistic), observed_data (x and every statistic) and log_likelihood
-        (``log_p_x``, per image: ``arviz.loo`` and ``arviz.waic`` take it), one chain.
+        (``log_p_x``, per image: ``arviz.loo`` takes it, and ``arviz.waic`` on ArviZ
+        0.x), one chain.
 
         The observed ``part_mass`` depends on the draw; ArviZ's observed group holds
         one value per image, so it is the mean over draws there (the p-values use the

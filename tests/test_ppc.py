@@ -118,26 +118,26 @@ def test_arviz_data_and_plots(tmp_path, tiny_config):
         assert path.stat().st_size > 1000
 
 
-def test_arviz_takes_the_log_likelihood_for_loo_and_waic_and_saves_the_data(tmp_path,
-                                                                            tiny_config):
+def test_arviz_takes_the_log_likelihood_for_loo_and_saves_the_data(tmp_path, tiny_config):
     import arviz
     import warnings
 
     cfg = tiny_config(**SMALL)
     model = rnp(cfg)
     x = torch.rand(5, *cfg.model.image_shape)
-    check = ppc.posterior_predictive(model, guides.build(cfg.guide, model), x, num_samples=20)
+    check = ppc.posterior_predictive(model, guides.build(cfg.guide, model), x, num_samples=40)
     expected = model.likelihood(check.means).log_prob(x)  # (S, B)
     data = check.to_arviz()
-    assert data["log_likelihood"]["log_p_x"].shape == (1, 20, 5)
+    assert data["log_likelihood"]["log_p_x"].shape == (1, 40, 5)
     torch.testing.assert_close(torch.as_tensor(data["log_likelihood"]["log_p_x"].values[0]),
                                expected)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Pareto k warnings of so few draws
-        loo, waic = arviz.loo(data), arviz.waic(data)
-    assert torch.isfinite(torch.tensor(float(loo.elpd_loo if hasattr(loo, "elpd_loo")
-                                             else loo["elpd_loo"])))
-    assert waic is not None
+        loo = arviz.loo(data)
+        if hasattr(arviz, "waic"):  # ArviZ 0.x; 1.x has LOO only
+            assert arviz.waic(data) is not None
+    elpd = loo.elpd if hasattr(loo, "elpd") else loo["elpd_loo"]  # ArviZ 1.x, 0.x
+    assert torch.isfinite(torch.tensor(float(elpd)))
     data.to_netcdf(str(tmp_path / "check.nc"))
     assert (tmp_path / "check.nc").stat().st_size > 1000
 
