@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -239,6 +240,13 @@ def read_checkpoint(run_dir: str | Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}; train one with `rnp-pyro fit`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):  # a cut file, not a foreign object
+            raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
+                                  f"({type(err).__name__}); delete it and train again") from err
+        raise CheckpointError(f"{path} holds objects other than tensors and numbers, which "
+                              f"could run code when loaded; rnp-pyro does not load it: use a "
+                              f"checkpoint that rnp-pyro wrote") from err
     except Exception as err:  # torch raises many kinds for a damaged file, with long texts
         raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
                               f"({type(err).__name__}); delete it and train again") from err
@@ -555,6 +563,9 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     """
     from . import viz
 
+    if not 2 <= clusters <= images:
+        raise ConfigError(f"{clusters} clusters of the programs of {images} images: ask for "
+                          f"from 2 to as many clusters as images (--clusters, --images)")
     run_dir = Path(run_dir)
     run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
                                           device=device)

@@ -13,6 +13,7 @@ itself is :class:`rnp_pyro.step.TrainStep`, the telling :class:`rnp_pyro.report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -196,6 +197,12 @@ def _init_from(model, guide, run_dir, truncate: int = 0) -> None:
     """Start from the weights of the run in ``run_dir`` (same architecture), or from
     those of its tree below depth ``truncate`` with the guide left fresh."""
     source = run.load_run(run_dir)
+    if not truncate and source.config.model != model.config:
+        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config.model)
+        changed = [f"{name} ({theirs[name]!r} there, {ours[name]!r} here)" for name in ours
+                   if ours[name] != theirs[name]]
+        raise ConfigError(f"--init-from {run_dir} holds another model: {', '.join(changed)}; "
+                          f"start from a run of the same model settings")
     if truncate:
         wanted = source.config.model.taus[truncate:]
         if model.config.taus != wanted:

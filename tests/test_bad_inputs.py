@@ -234,3 +234,30 @@ def test_the_model_and_encoder_name_what_images_they_take(pair):
         for call in (guide.encode, model):
             with pytest.raises(TypeError, match=words):
                 call(wrong)
+
+
+class Payload:
+    """An object a pickle would rebuild, and could run code while doing so."""
+
+
+def test_a_checkpoint_holding_arbitrary_objects_is_refused_as_unsafe(tiny_config, tmp_path):
+    tiny_config().save(tmp_path / "config.json")
+    torch.save({"model": Payload()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_run(tmp_path)
+
+
+def test_more_clusters_than_images_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(main, ["figures", str(tmp_path), "--images", "10",
+                                       "--clusters", "40"])
+    one_error_line(result, "40 clusters", "10 images")
+
+
+def test_starting_from_a_run_of_another_model_names_the_difference(tiny_config, tmp_path):
+    strokes = dict(train_set=data.load_images("strokes", image_size=16, limit=64),
+                   test_set=data.load_images("strokes", train=False, image_size=16, limit=16))
+    source = fit(tiny_config(), tmp_path / "source", max_steps=1, device="cpu", progress=False,
+                 **strokes)
+    other = tiny_config(z_dim=5, init_from=str(source.path))
+    with pytest.raises(ConfigError, match=r"holds another model: z_dim \(6 there, 5 here\)"):
+        fit(other, tmp_path / "new", max_steps=1, device="cpu", progress=False, **strokes)
