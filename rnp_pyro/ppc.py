@@ -21,6 +21,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
+from .data import unit_images
 from .guides import decode_latents
 from .modes import evaluating, own_random_stream
 from .tree import Tree
@@ -198,8 +199,12 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
     indices and dataset size for per-image guides), or, when ``posterior_samples``
     ({site: (S, B, ...)}, e.g. ``MCMCPosterior.samples``) is given, from those draws,
     and ``guide`` may be None. Networks run in eval mode; the caller's random stream
-    is left as it was.
+    is left as it was. uint8 images are read as pixels / 255.
     """
+    tree = model.config
+    x = unit_images(x, channels=tree.channels, image_size=tree.image_size)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a whole number of at least 1, got {num_samples!r}")
     if posterior_samples is not None:
         num_samples = len(next(iter(posterior_samples.values())))
     elif guide is None:

@@ -426,10 +426,15 @@ def guide_for(run: Run, images: torch.Tensor, name: str | None = None, *,
     """
     trained = run.config.guide
     name = name or trained.kind
+    if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps < 1:
+        raise ValueError(f"fit_steps must be a whole number of at least 1, got {fit_steps!r}")
+    tree = run.config.model
+    images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
     if name == trained.kind and not guides.is_per_image(run.guide):
         return run.guide, {}
     config = trained.replace(kind=name)
     if guides.guide_class(name).per_image:
+        log.info(f"fitting a {name} guide to {len(images)} images ({fit_steps} steps)")
         fresh = guides.build(config, run.model, example=images, dataset_size=len(images))
         fresh.to(images.device)
         if hasattr(run.guide, "encode"):  # start each image where the trained encoder puts it
@@ -505,6 +510,8 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     run_dir = Path(run_dir)
     run, images, chosen, fitted = run_on_test_images(
         run_dir, guide=guide, limit=limit, fit_steps=fit_steps, data_dir=data_dir, device=device)
+    log.info(f"evaluating on {len(images)} test images"
+             + (f", {iwae_samples} samples each" if iwae_samples > 1 else ""))
     config = run.config
     metrics = {"dataset": config.data.dataset, "model": config.model.kind,
                "guide": guide or config.guide.kind, "epoch": run.epoch, "step": run.step,
@@ -537,6 +544,7 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
     run, x, chosen, _ = run_on_test_images(run_dir, guide=guide, limit=images,
                                            fit_steps=fit_steps, data_dir=data_dir, device=device)
     args = guide_args(chosen, torch.arange(len(x), device=x.device), len(x))
+    log.info(f"drawing {samples} replicas of each of {len(x)} test images")
     check = ppc.posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
     out = run_dir / PPC_DIR
     out.mkdir(exist_ok=True)
@@ -570,6 +578,7 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
                                           device=device)
     out = run_dir / FIGURES_DIR
+    log.info(f"parsing {len(x)} test images and drawing the figures into {out}")
     paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed)
     if transfer:
         adapted = {label: load_run(folder, device=x.device) for label, folder in transfer.items()}

@@ -261,3 +261,23 @@ def test_starting_from_a_run_of_another_model_names_the_difference(tiny_config, 
     other = tiny_config(z_dim=5, init_from=str(source.path))
     with pytest.raises(ConfigError, match=r"holds another model: z_dim \(6 there, 5 here\)"):
         fit(other, tmp_path / "new", max_steps=1, device="cpu", progress=False, **strokes)
+
+
+def test_posterior_predictive_checks_and_guides_for_a_run_take_the_same_images(pair, tiny_config,
+                                                                              tmp_path):
+    from rnp_pyro import ppc
+    from rnp_pyro.run import Run, guide_for
+
+    model, guide = pair
+    x = torch.rand(3, 1, 16, 16)
+    check = ppc.posterior_predictive(model, guide, (x * 255).round().byte(), num_samples=4)
+    torch.testing.assert_close(check.observed, (x * 255).round() / 255)
+    with pytest.raises(DataError, match="NaN"):
+        ppc.posterior_predictive(model, guide, x * float("nan"), num_samples=4)
+    with pytest.raises(ValueError, match="num_samples"):
+        ppc.posterior_predictive(model, guide, x, num_samples=0)
+    run = Run(model, guide, tiny_config(bf16_decoder=False), tmp_path)
+    with pytest.raises(ValueError, match="fit_steps"):
+        guide_for(run, x, "normal", fit_steps=0)
+    with pytest.raises(DataError, match="12x12"):
+        guide_for(run, torch.rand(3, 1, 12, 12), "normal")
