@@ -281,3 +281,15 @@ def test_posterior_predictive_checks_and_guides_for_a_run_take_the_same_images(p
         guide_for(run, x, "normal", fit_steps=0)
     with pytest.raises(DataError, match="12x12"):
         guide_for(run, torch.rand(3, 1, 12, 12), "normal")
+
+
+def test_a_learning_rate_that_breaks_the_model_skips_steps_instead_of_crashing(tmp_path,
+                                                                                monkeypatch):
+    load_images = data.load_images
+    monkeypatch.setattr(data, "load_images",
+                        lambda name, **options: load_images(name, **{**options, "limit": 64}))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["fit", "--dataset", "strokes", "--max-steps", "3",
+                                       "--lr", "10", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "steps were skipped" in result.output and (out / "checkpoint.pt").exists()
