@@ -9,6 +9,7 @@ Canvases are sums of placed parts, so they are clamped to [0, 1] for display.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -166,14 +167,88 @@ def cluster_figure(embedding: torch.Tensor, labels: torch.Tensor, centres: torch
     return path
 
 
+def level_separation(top: torch.Tensor, parts: torch.Tensor, seed: int = 0):
+    """How far apart the programs of two levels lie (PNAS Fig. 2B, workshop Fig. 4a: z^2
+    and z^1 programs in one map).
+
+    ``parts`` is subsampled to as many programs as ``top`` (N, |z|), so that chance is
+    one half. Returns the scores, {"linear_accuracy": a linear classifier's 5-fold
+    cross-validated accuracy at telling the levels apart from the latents alone,
+    "silhouette": the two levels' silhouette on the joint t-SNE map (1 apart, 0
+    mixed)}, the map (2N, 2) and each point's level (2N,: 0 top, 1 part).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+    from sklearn.model_selection import cross_val_score
+
+    if len(top) < 10 or len(parts) < len(top):
+        raise ValueError(f"separating two levels needs at least 10 top-level programs and as "
+                         f"many parts; got {len(top)} and {len(parts)}: use more images")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = parts[torch.randperm(len(parts), generator=generator)[:len(top)]]
+    points = torch.cat([top, chosen]).detach().double().cpu().numpy()
+    levels = torch.cat([torch.zeros(len(top)), torch.ones(len(chosen))]).long()
+    accuracy = cross_val_score(LogisticRegression(max_iter=2000), points, levels.numpy(),
+                               cv=5).mean()
+    embedding = TSNE(n_components=2, init="pca", random_state=seed,
+                     perplexity=min(30.0, (len(points) - 1) / 3)).fit_transform(points)
+    scores = {"linear_accuracy": float(accuracy),
+              "silhouette": float(silhouette_score(embedding, levels.numpy())),
+              "programs_per_level": len(top)}
+    return scores, torch.from_numpy(embedding), levels
+
+
+def levels_figure(embedding: torch.Tensor, levels: torch.Tensor, scores: dict,
+                  path: str | Path) -> Path:
+    """Top-level and part-level programs on one t-SNE map, coloured by level, with the
+    separation scores of :func:`level_separation` in the title."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 5.5))
+    axis = figure.add_subplot()
+    points = embedding.numpy()
+    for level, (name, colour) in enumerate((("top level (z^K)", PART_COLOURS[0]),
+                                            ("parts (z^(K-1))", PART_COLOURS[1]))):
+        member = (levels == level).numpy()
+        axis.scatter(points[member, 0], points[member, 1], s=6, color=colour, label=name)
+    axis.legend(loc="best")
+    axis.set_title(f"programs of two levels: linear accuracy {scores['linear_accuracy']:.2f}, "
+                   f"silhouette {scores['silhouette']:.2f}", fontsize=10)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def cluster_samples_figure(model, latents: torch.Tensor, labels: torch.Tensor, path: str | Path,
+                           depth: int = 0, samples: int = 8, zoom: int = 2) -> Path:
+    """The PNAS paper's Figure 2C: one row per cluster of programs (latents (N, |z|) with
+    their clusters), images decoded from latents drawn from a diagonal Normal fitted to
+    the cluster's members; ``depth`` 1 decodes part-level programs as the roots of their
+    own subtrees."""
+    rows = []
+    for cluster in labels.unique().tolist():
+        members = latents[labels == cluster]
+        scale = members.std(0) if len(members) > 1 else torch.zeros_like(members[0])
+        rows.append(members.mean(0) + scale * torch.randn(samples, latents.shape[-1],
+                                                          device=latents.device))
+    with evaluating(model):
+        canvases = model.decode(torch.cat(rows), depth=depth).canvas
+    return _save(_grid(_framed(_rgb(canvases), zoom), nrow=samples), path)
+
+
 def interpolation_figure(model, starts: torch.Tensor, ends: torch.Tensor, path: str | Path,
-                         steps: int = 8, zoom: int = 2) -> Path:
-    """The PNAS paper's Figure 2D: one row per pair of top-level latents (P, |z|), the
-    images decoded along the straight line from start to end, both ends included."""
+                         steps: int = 8, zoom: int = 2, depth: int = 0) -> Path:
+    """The PNAS paper's Figure 2D: one row per pair of latents (P, |z|), the images
+    decoded along the straight line from start to end, both ends included; ``depth``
+    1 decodes part-level programs as the roots of their own subtrees (2D right)."""
     weights = torch.linspace(0, 1, steps, dtype=starts.dtype, device=starts.device)[:, None, None]
     line = torch.lerp(starts, ends, weights).transpose(0, 1)  # (P, steps, |z|)
     with evaluating(model):
-        canvases = model.decode(line).canvas.flatten(0, 1)
+        canvases = model.decode(line, depth=depth).canvas.flatten(0, 1)
     grid = _grid(_framed(_rgb(canvases), zoom), nrow=steps)
     return _save(grid, path)
 
@@ -201,12 +276,17 @@ def compose(tree: Tree, a: int, b: int, scale_offset: float, rotation_range: flo
 
 def composition_figure(model, tree: Tree, pairs: list[tuple[int, int]], path: str | Path,
                        zoom: int = 2) -> Path:
-    """The PNAS paper's Figure 2E: one row of :func:`compose` per pair (A, B) of indices
-    into ``tree``, one column per kind of combination."""
+    """The PNAS paper's Figure 2E: one row per pair (A, B) of indices into ``tree``: the
+    image decoded from the mean of A's and B's top-level latents (2E left), then the
+    combinations of their parts of :func:`compose`."""
     config = model.config
     rows = [compose(tree, a, b, config.scale_offset, config.rotation_range) for a, b in pairs]
-    return columns_figure({name: torch.stack([row[name] for row in rows]) for name in rows[0]},
-                          path, zoom)
+    columns = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+    top = tree.levels[0].latents[:, 0]
+    with evaluating(model):
+        mixed = model.decode(torch.stack([(top[a] + top[b]) / 2 for a, b in pairs])).canvas
+    columns = {"A": columns.pop("A"), "B": columns.pop("B"), "mean of z": mixed, **columns}
+    return columns_figure(columns, path, zoom)
 
 
 def columns_figure(columns: dict[str, torch.Tensor], path: str | Path, zoom: int = 2) -> Path:
@@ -224,10 +304,14 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
 
     parses.png (Fig. 2A), samples.png (prior samples, Fig. 3A), clusters_top.png and
     clusters_parts.png (t-SNE and k-means of top-level and part-level programs with
-    each cluster's centre decoded, Fig. 2B), interpolation.png (between top-level
-    cluster centres, Fig. 2D) and composition.png (programs of two images combined,
-    Fig. 2E). A model without parts (the conv VAE) gets the figures that need none.
-    The guide must be amortized, or fitted to x as its dataset.
+    each cluster's centre decoded, Fig. 2B), levels.png and levels.json (both levels'
+    programs on one t-SNE map, with how well they separate: :func:`level_separation`),
+    cluster_samples_top.png and cluster_samples_parts.png (images sampled from each
+    cluster, Fig. 2C), interpolation.png and interpolation_parts.png (between top-level
+    and between part-level cluster centres, Fig. 2D) and composition.png (two images'
+    top-level latents averaged, and their parts combined, Fig. 2E). A model without
+    parts (the conv VAE) gets the figures that need none. The guide must be amortized,
+    or fitted to x as its dataset.
     """
     out, device, z_dim = Path(out), x.device, model.config.z_dim
     with own_random_stream(seed, device):
@@ -246,6 +330,8 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
     pairs = min(4, clusters // 2)
     paths.append(interpolation_figure(model, centres[0:2 * pairs:2], centres[1:2 * pairs:2],
                                       out / "interpolation.png"))
+    with own_random_stream(seed, device):
+        paths.append(cluster_samples_figure(model, top, labels, out / "cluster_samples_top.png"))
     if len(tree.levels) > 2:
         parts = tree.levels[1].latents.flatten(0, 1)
         labels, centres, embedding = cluster_programs(parts, clusters, seed)
@@ -253,6 +339,15 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
             decoded = model.decode(centres, depth=1).canvas
         paths.append(cluster_figure(embedding, labels, decoded, out / "clusters_parts.png",
                                     f"part-level programs ({len(parts)} parts)"))
+        paths.append(interpolation_figure(model, centres[0:2 * pairs:2], centres[1:2 * pairs:2],
+                                          out / "interpolation_parts.png", depth=1))
+        with own_random_stream(seed, device):
+            paths.append(cluster_samples_figure(model, parts, labels,
+                                                out / "cluster_samples_parts.png", depth=1))
+        scores, embedding, levels = level_separation(top, parts, seed)
+        paths.append(levels_figure(embedding, levels, scores, out / "levels.png"))
+        (out / "levels.json").write_text(json.dumps(scores, indent=2) + "\n")
+        paths.append(out / "levels.json")
     if len(tree.levels) > 1:
         couples = [(i, i + 1) for i in range(0, min(8, len(x) - 1), 2)]
         paths.append(composition_figure(model, tree, couples, out / "composition.png"))

@@ -161,7 +161,8 @@ def test_figures_writes_the_papers_figures(few_images, tmp_path):
     drawn = invoke("figures", out, "--device", "cpu", "--images", 40, "--clusters", 3)
     assert drawn.exit_code == 0, drawn.output
     names = {"parses.png", "samples.png", "clusters_top.png", "clusters_parts.png",
-             "interpolation.png", "composition.png"}
+             "interpolation.png", "composition.png", "cluster_samples_top.png",
+             "cluster_samples_parts.png", "interpolation_parts.png", "levels.png", "levels.json"}
     assert {p.name for p in (out / "figures").iterdir()} == names
     assert all(f"wrote {out / 'figures' / name}" in drawn.output for name in names)
 

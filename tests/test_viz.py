@@ -2,6 +2,7 @@
 the papers' figures (clusters of programs, interpolation, composition)."""
 
 import functools
+import json
 import math
 import unittest.mock
 
@@ -19,8 +20,9 @@ from rnp_pyro.run import figures_run, save_figures
 from rnp_pyro.spatial import place
 from rnp_pyro.train import fit
 from rnp_pyro.tree import Level, Tree
-from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs, colour_parts, compose,
-                          interpolation_figure, parse_figure, samples_figure)
+from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs,
+                          cluster_samples_figure, colour_parts, compose, interpolation_figure,
+                          level_separation, parse_figure, samples_figure)
 
 SIZE = 16
 Z_DIM = 3
@@ -267,9 +269,34 @@ def test_figures_of_a_run(tmp_path, tiny_config):
             data.load_images, limit=40)):
         paths = figures_run(tmp_path, images=40, clusters=4, device="cpu",
                             transfer={"adapted": tmp_path})
-    assert [p.name for p in paths] == ["parses.png", "samples.png", "clusters_top.png",
-                                       "interpolation.png", "clusters_parts.png",
-                                       "composition.png", "transfer.png"]
-    assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 500 for p in paths)
+    assert [p.name for p in paths] == [
+        "parses.png", "samples.png", "clusters_top.png", "interpolation.png",
+        "cluster_samples_top.png", "clusters_parts.png", "interpolation_parts.png",
+        "cluster_samples_parts.png", "levels.png", "levels.json", "composition.png",
+        "transfer.png"]
+    assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 50 for p in paths)
+    scores = json.loads((tmp_path / "figures" / "levels.json").read_text())
+    assert 0 <= scores["linear_accuracy"] <= 1 and -1 <= scores["silhouette"] <= 1
+    assert scores["programs_per_level"] == 40
     cell = 3 * size + 2 * BORDER  # input, unadapted and adapted, 8 rows
     assert png_size(paths[-1]) == (3 * cell + 4 * GAP, 8 * cell + 9 * GAP + HEADER)
+
+
+def test_two_levels_of_programs_apart_are_told_apart_and_mixed_ones_are_not():
+    generator = torch.Generator().manual_seed(0)
+    top = torch.randn(60, 4, generator=generator)
+    apart, _, _ = level_separation(top, torch.randn(200, 4, generator=generator) + 6.0)
+    mixed, embedding, levels = level_separation(top, torch.randn(200, 4, generator=generator))
+    assert apart["linear_accuracy"] > 0.95 and apart["silhouette"] > 0.5
+    assert mixed["linear_accuracy"] < 0.75 and mixed["silhouette"] < 0.2
+    assert embedding.shape == (120, 2) and levels.tolist() == [0] * 60 + [1] * 60
+
+
+def test_samples_from_a_cluster_decode_near_its_members(tiny_rnp, tmp_path):
+    latents = torch.cat([torch.randn(20, 6, dtype=torch.float64) * 0.01 + 2,
+                         torch.randn(20, 6, dtype=torch.float64) * 0.01 - 2])
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    path = cluster_samples_figure(tiny_rnp, latents, labels, tmp_path / "samples.png",
+                                  samples=5, zoom=1)
+    cell = tiny_rnp.config.image_size + 2 * BORDER
+    assert png_size(path) == (5 * cell + 6 * GAP, 2 * cell + 3 * GAP)
