@@ -82,9 +82,9 @@ def main(quiet, verbose):
 
 @main.command()
 @click.option("--dataset", required=True,
-              help="fashion, mnist, omniglot, strokes or folder:PATH")
-@click.option("--preset", help="named settings (fashion, fashion4, mnist, omniglot, scenes, "
-                               "strokes); default: the dataset's own")
+              help="fashion, mnist, omniglot, strokes, folder:PATH, scenes:NAME or tinted:NAME")
+@click.option("--preset", help="named settings (fashion, fashion4, fashion-tinted, eth80, mnist, "
+                               "omniglot, scenes, strokes); default: the dataset's own")
 @click.option("--model", type=click.Choice(["rnp", "convvae"]),
               help="the RNP, or the ConvVAE baseline with as many parameters")
 @click.option("--epochs", type=click.IntRange(min=0),

@@ -40,6 +40,13 @@ _PRESETS: dict[str, dict] = {
     # fashion4 tree, whose top program places whole objects
     "scenes": dict(dataset="scenes:fashion", image_size=48, z_dim=32, taus=(3, 3, 3),
                    scale_offset=1.6, **_SMALL_PATCHES),
+    # coloured objects as in the PNAS paper's ETH-80 model (|z| = 32, four parts, RGB
+    # canvases of 50 pixels); the data is a folder: fit --dataset folder:PATH --preset eth80
+    "eth80": dict(dataset="folder:eth80", channels=3, image_size=50, z_dim=32, taus=(4, 4)),
+    # Fashion-MNIST with each image in a colour of its own, on the eth80 canvas: the
+    # target of that model's transfer (PNAS, with H_state frozen)
+    "fashion-tinted": dict(dataset="tinted:fashion", channels=3, image_size=50, z_dim=32,
+                           taus=(4, 4)),
 }
 
 
@@ -56,9 +63,10 @@ def get(name: str, **overrides) -> RunConfig:
 
 def for_dataset(dataset: str, **overrides) -> RunConfig:
     """The preset for a dataset name (``scenes:NAME`` uses the scenes settings,
-    ``folder:PATH`` the fashion ones)."""
-    base = dataset if dataset in _PRESETS else (
-        "scenes" if dataset.startswith("scenes:") else "fashion")
+    ``tinted:NAME`` the fashion-tinted ones, ``folder:PATH`` the fashion ones)."""
+    prefixes = {"scenes:": "scenes", "tinted:": "fashion-tinted"}
+    base = dataset if dataset in _PRESETS else next(
+        (preset for prefix, preset in prefixes.items() if dataset.startswith(prefix)), "fashion")
     return get(base, dataset=dataset, **overrides)
 
 

@@ -221,7 +221,32 @@ def test_the_help_names_every_choice_the_library_knows():
     from rnp_pyro import config, guides, presets, primitives
     from rnp_pyro.infer.objectives import OBJECTIVES
 
-    shown = " ".join(invoke("fit", "--help").output.split())
+    shown = " ".join(invoke("fit", "--help").output.split()).replace("- ", "-")  # wrapped
     known = [*presets.names(), *guides.names(), *OBJECTIVES, *config.FREEZABLE,
              *primitives.PRIMITIVES, *config.PERFORMANCE_FIELDS]
     assert [name for name in known if name not in shown] == []
+
+
+def test_coloured_objects_train_with_the_eth80_preset_and_tinted_images_with_theirs(few_images,
+                                                                                      tmp_path):
+    from PIL import Image
+
+    objects = tmp_path / "objects"
+    for label in ("cup", "pear"):
+        (objects / label).mkdir(parents=True)
+        for i in range(4):
+            pixels = (torch.rand(60, 60, 3) * 255).byte().numpy()
+            Image.fromarray(pixels).save(objects / label / f"{i}.png")
+    out = tmp_path / "eth80"
+    fitted = invoke("fit", "--dataset", f"folder:{objects}", "--preset", "eth80",
+                    "--max-steps", 1, "--batch-size", 4, "--out", out, "--device", "cpu",
+                    "--no-progress")
+    assert fitted.exit_code == 0, fitted.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["model"]["channels"], saved["model"]["image_size"], saved["model"]["taus"],
+            saved["model"]["z_dim"]) == (3, 50, [4, 4], 32)
+    tinted = tmp_path / "tinted"
+    fitted = invoke("fit", "--dataset", "tinted:strokes", "--max-steps", 1, "--batch-size", 4,
+                    "--out", tinted, "--device", "cpu", "--no-progress")
+    assert fitted.exit_code == 0, fitted.output
+    assert json.loads((tinted / "config.json").read_text())["model"]["channels"] == 3

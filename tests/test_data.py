@@ -393,3 +393,17 @@ def test_sixteen_bit_images_are_read_at_their_own_range(tmp_path):
     assert (sixteen == 1).float().mean() < 0.01  # not clipped
     torch.testing.assert_close(sixteen, eight, atol=1 / 255, rtol=0)
     torch.testing.assert_close(sixteen.flatten(), torch.from_numpy(ramp.flatten() / 65535.0).float())
+
+
+def test_tinted_images_are_grey_ones_each_in_a_colour_of_its_own():
+    grey = load_images("strokes", image_size=16, limit=20)
+    tinted = load_images("tinted:strokes", image_size=16, channels=3, limit=20)
+    assert tinted.images.shape == (20, 3, 16, 16)
+    colours = tinted.images.amax((-1, -2)) / grey.images.amax((-1, -2))  # (N, 3)
+    assert ((colours >= 0.25 - 1e-6) & (colours <= 1 + 1e-6)).all()
+    assert colours.std(0).min() > 0.05  # the images differ in colour
+    torch.testing.assert_close(tinted.images, grey.images * colours[:, :, None, None])
+    prefix = load_images("tinted:strokes", image_size=16, channels=3, limit=5)
+    torch.testing.assert_close(prefix.images, tinted.images[:5])
+    with pytest.raises(DataError, match="channels=3"):
+        load_images("tinted:strokes", image_size=16, limit=5)

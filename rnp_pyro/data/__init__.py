@@ -13,12 +13,12 @@ from .files import DEBIAN_FASHION_MNIST, ENV_VAR, MNIST_FILES
 from ..errors import DataError
 from .images import ImageSet, batch_indices, batches, check_images, unit_images
 from .named import DATASETS, SCENE_SEEDS, STROKES_SPLITS, load_images
-from .synthetic import MAX_STROKES, compose_scenes, draw_strokes
+from .synthetic import MAX_STROKES, compose_scenes, draw_strokes, tint
 
 __all__ = [
     "ImageSet", "DataError", "load_images", "check_images", "unit_images", "batch_indices",
     "batches",
-    "draw_strokes", "compose_scenes",
+    "draw_strokes", "compose_scenes", "tint",
     "DATASETS", "ENV_VAR", "DEBIAN_FASHION_MNIST", "MNIST_FILES", "STROKES_SPLITS",
     "SCENE_SEEDS", "MAX_STROKES",
 ]

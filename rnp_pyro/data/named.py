@@ -17,11 +17,13 @@ from ..errors import DataError
 from .files import (ENV_VAR, MNIST_FILES, download_into_first_writable, has_mnist_files,
                     mnist_places, one_line, read_mnist_files, search_roots)
 from .images import ImageSet, to_unit_images
-from .synthetic import compose_scenes, draw_strokes
+from .synthetic import compose_scenes, draw_strokes, tint
 
-DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH", "scenes:NAME")
+DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH", "scenes:NAME",
+            "tinted:NAME")
 STROKES_SPLITS = {True: (10000, 0), False: (2000, 1)}  # train?: (size, seed)
 SCENE_SEEDS = {True: 0, False: 1}  # train?: seed of the objects' placement
+TINT_SEEDS = {True: 2, False: 3}  # train?: seed of the images' colours
 
 
 def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = None,
@@ -32,9 +34,10 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
     ``name`` is one of fashion, mnist, omniglot, strokes, ``folder:PATH`` for a
     folder of images (optionally in one subfolder per class, and in ``train``/``test``
     subfolders to split them; otherwise both splits are the whole folder), or
-    ``scenes:NAME`` for pairs of NAME's images placed on one canvas (:func:`compose_scenes`).
-    Named datasets are grey; folder images are converted to ``channels``. ``limit``
-    keeps only the first images.
+    ``scenes:NAME`` for pairs of NAME's images placed on one canvas (:func:`compose_scenes`),
+    or ``tinted:NAME`` for NAME's grey images each in a colour of its own
+    (:func:`tint`, RGB: ``channels=3``). Named datasets are grey; folder images are
+    converted to ``channels``. ``limit`` keeps only the first images.
     """
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
@@ -56,10 +59,19 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
                               download=download, limit=limit)
         scenes = compose_scenes(objects, image_size=image_size, seed=SCENE_SEEDS[train])
         return dataclasses.replace(scenes, name=f"{name} {split}")
+    if name.startswith("tinted:"):
+        if channels != 3:
+            raise DataError(f"{name!r} is in colour: set channels=3")
+        grey = load_images(name[len("tinted:"):], train=train, data_dir=data_dir,
+                           image_size=image_size, download=download, limit=limit)
+        if grey.images.shape[1] != 1:
+            raise DataError(f"{name!r}: only grey images are tinted")
+        return dataclasses.replace(tint(grey, seed=TINT_SEEDS[train]), name=f"{name} {split}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of fashion, mnist, omniglot, "
-                        f"strokes, folder:PATH for a folder of images, or scenes:NAME for "
-                        f"pairs of NAME's images on one canvas")
+                        f"strokes, folder:PATH for a folder of images, scenes:NAME for "
+                        f"pairs of NAME's images on one canvas, or tinted:NAME for NAME's "
+                        f"images in colour")
     if channels != 1:
         raise DataError(f"{name} is a grey dataset; set channels=1 "
                         f"(only folder:PATH datasets are converted to RGB)")
