@@ -110,6 +110,8 @@ def main(quiet, verbose):
                    "run, hypernetworks frozen unless --freeze says otherwise)")
 @click.option("--freeze", help="parts not to train, comma-separated: hyper_state, hyper_policy, "
                                "encoder, likelihood")
+@click.option("--fresh", help="with --init-from: parts that start afresh instead of from that "
+                              "run, comma-separated, from the same names as --freeze")
 @click.option("--primitives", help="draw only with these fixed strokes, comma-separated: line, "
                                    "curve (leaf patches for the RNP, the last layer's filters "
                                    "for the conv VAE)")
@@ -145,9 +147,10 @@ def main(quiet, verbose):
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
-        stochastic_levels, objective, num_particles, init_from, truncate, freeze, primitives,
-        classes, exclude_classes, speed, image_size, channels, config_file, settings, seed,
-        device, devices, out, resume, overwrite, checkpoint_every, data_dir, no_progress):
+        stochastic_levels, objective, num_particles, init_from, truncate, freeze, fresh,
+        primitives, classes, exclude_classes, speed, image_size, channels, config_file,
+        settings, seed, device, devices, out, resume, overwrite, checkpoint_every, data_dir,
+        no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -168,9 +171,11 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
-                      stochastic_levels=stochastic_levels, objective=objective, num_particles=num_particles,
+                      stochastic_levels=stochastic_levels, objective=objective,
+                      num_particles=num_particles,
                       init_from=init_from and str(Path(init_from).resolve()),
                       freeze=_names(freeze, FREEZABLE, "--freeze"),
+                      fresh=_names(fresh, FREEZABLE, "--fresh"),
                       primitives=_names(primitives, PRIMITIVES, "--primitives"),
                       classes=_labels(classes, "--classes"),
                       exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()

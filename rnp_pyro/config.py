@@ -72,6 +72,9 @@ class TrainConfig:
     # source's less its first ``truncate``; presets.truncation builds such a config.
     truncate: int = 0
     freeze: tuple[str, ...] = ()  # parts kept as they are: names from FREEZABLE
+    # With init_from: parts that start afresh instead of from that run (names from
+    # FREEZABLE), e.g. a new encoder and H_policy for the PNAS paper's transfer
+    fresh: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_fields(self)
@@ -101,6 +104,13 @@ class TrainConfig:
              "truncate cuts levels off the tree of another run: give init_from too")
         unknown = sorted(set(self.freeze) - set(FREEZABLE))
         need(not unknown, f"cannot freeze {unknown}: choose from {FREEZABLE}")
+        unknown = sorted(set(self.fresh) - set(FREEZABLE))
+        need(not unknown, f"cannot start {unknown} afresh: choose from {FREEZABLE}")
+        need(not self.fresh or self.init_from,
+             "fresh names parts that do not start from another run: give init_from too")
+        both = sorted(set(self.fresh) & set(self.freeze))
+        need(not both, f"{both} would start afresh and never train: leave them out of freeze "
+                       f"or of fresh")
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ def _fit(config, out, state, max_steps, device, seed, data_dir, progress, train_
     pyro.set_rng_seed(seed)
     model, guide = run.build(config, example=train_images, dataset_size=len(train_images))
     if state is None and config.train.init_from:
-        _init_from(model, guide, config.train.init_from, config.train.truncate)
+        _init_from(model, guide, config.train.init_from, config.train.truncate,
+                   config.train.fresh)
     if place.parallel:  # the same weights everywhere, but each rank its own draws
         pyro.set_rng_seed(stream_seed(seed, place.rank))
     training = _Training(config, model.to(device), guide.to(device), train_images, test_images,
@@ -193,9 +194,10 @@ def _absolute_paths(config: RunConfig, out: Path) -> RunConfig:
     return config.replace(dataset=f"folder:{folder}")
 
 
-def _init_from(model, guide, run_dir, truncate: int = 0) -> None:
-    """Start from the weights of the run in ``run_dir`` (same architecture), or from
-    those of its tree below depth ``truncate`` with the guide left fresh."""
+def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] = ()) -> None:
+    """Start from the weights of the run in ``run_dir`` (same architecture), but for the
+    parts named in ``fresh``; or from those of its tree below depth ``truncate`` with
+    the guide left fresh."""
     source = run.load_run(run_dir)
     if not truncate and source.config.model != model.config:
         ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config.model)
@@ -212,8 +214,10 @@ def _init_from(model, guide, run_dir, truncate: int = 0) -> None:
                               f"presets.truncation")
         run.load_weights(model, source.model.subtree_state(truncate), "model", run_dir)
         return  # a new guide learns to drive the subtree
-    run.load_weights(model, source.model.state_dict(), "model", run_dir)
-    if guides.is_per_image(guide) or guides.is_per_image(source.guide):
+    weights = {key: value for key, value in source.model.state_dict().items()
+               if key.split(".")[0] not in fresh}
+    run.load_weights(model, {**model.state_dict(), **weights}, "model", run_dir)
+    if guides.is_per_image(guide) or guides.is_per_image(source.guide) or "encoder" in fresh:
         return  # per-image parameters belong to the other run's images
     run.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
 

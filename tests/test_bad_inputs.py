@@ -50,6 +50,8 @@ CLI_CASES = {
     "set fractional batch": (["--set", "batch_size=2.5"], ["batch_size", "whole number"]),
     "set text for a flag": (["--set", "stochastic_levels=yes"], ["stochastic_levels"]),
     "unknown freeze": (["--freeze", "wings"], ["wings"]),
+    "unknown fresh part": (["--fresh", "wings"], ["wings"]),
+    "fresh without a source": (["--fresh", "encoder"], ["init_from"]),
     "unknown primitive": (["--primitives", "dot"], ["dot"]),
     "labels not numbers": (["--classes", "a,b"], ["--classes"]),
     "speed not on or off": (["--speed", "cuda_graphs=yes"], ["cuda_graphs=yes"]),

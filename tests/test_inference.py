@@ -158,6 +158,26 @@ def test_transfer_freezes_what_it_names_and_starts_from_the_source(trained, stro
     assert moved  # the encoder adapted
 
 
+def test_transfer_with_fresh_parts_keeps_h_state_and_starts_the_rest_anew(trained, tiny_config):
+    # the PNAS paper's transfer: H_state kept (and frozen), a new encoder and H_policy
+    cfg = tiny_config(init_from=str(trained.path), freeze=("hyper_state",),
+                      fresh=("hyper_policy", "encoder"))
+    torch.manual_seed(5)
+    model, guide = build(cfg)
+    untouched = {name: value.clone() for name, value in model.state_dict().items()}
+    new_guide = {name: value.clone() for name, value in guide.state_dict().items()}
+    _init_from(model, guide, cfg.train.init_from, fresh=cfg.train.fresh)
+    source = trained.model.state_dict()
+    for name, value in model.state_dict().items():
+        expected = untouched[name] if name.startswith("hyper_policy.") else source[name]
+        assert torch.equal(value, expected), name
+    assert all(torch.equal(value, new_guide[name]) for name, value in guide.state_dict().items())
+    with pytest.raises(ConfigError, match="never train"):
+        tiny_config(init_from=str(trained.path), freeze=("encoder",), fresh=("encoder",))
+    with pytest.raises(ConfigError, match="give init_from"):
+        tiny_config(fresh=("encoder",))
+
+
 def test_truncation_starts_from_the_subtree_with_a_fresh_guide(trained, strokes, tmp_path):
     cfg = presets.truncation(read_config(trained.path), trained.path, 1, epochs=1)
     assert (cfg.model.taus, cfg.train.truncate, cfg.train.init_from) == (
