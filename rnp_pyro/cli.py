@@ -138,6 +138,9 @@ def main(quiet, verbose):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline, "
                    "runs/DATASET-truncated for --truncate]")
+@click.option("--depthwise", is_flag=True,
+              help="train one depth at a time: the tree cut below its first program level, "
+                   "then each deeper tree from the one before, into --out/depth-1, depth-2, ...")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace the run in --out (only its own files)")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
@@ -149,8 +152,8 @@ def main(quiet, verbose):
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
         stochastic_levels, objective, num_particles, init_from, truncate, freeze, fresh,
         primitives, classes, exclude_classes, speed, image_size, channels, config_file,
-        settings, seed, device, devices, out, resume, overwrite, checkpoint_every, data_dir,
-        no_progress):
+        settings, seed, device, devices, out, depthwise, resume, overwrite, checkpoint_every,
+        data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     Transfer to a held-out class in two commands, e.g.:
@@ -167,7 +170,7 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
     from . import presets, run
     from .config import FREEZABLE, parse_switches
     from .primitives import PRIMITIVES
-    from .train import fit_in_processes
+    from .train import fit_depthwise, fit_in_processes
 
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
@@ -198,10 +201,15 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         config = presets.get(preset, dataset=dataset, **overrides)
     out = out or _default_out(dataset, config)
     try:
-        trained = fit_in_processes(devices, config, out, epochs=epochs, max_steps=max_steps,
-                                   device=device, seed=seed, resume=resume, data_dir=data_dir,
-                                   progress=not no_progress, overwrite=overwrite,
-                                   checkpoint_every=checkpoint_every)
+        options = dict(epochs=epochs, max_steps=max_steps, device=device, seed=seed,
+                       resume=resume, data_dir=data_dir, progress=not no_progress,
+                       overwrite=overwrite, checkpoint_every=checkpoint_every)
+        if depthwise:
+            if devices > 1:
+                raise ConfigError("--depthwise trains in one process: leave out --devices")
+            trained = fit_depthwise(config, out, **options)
+        else:
+            trained = fit_in_processes(devices, config, out, **options)
     except RunStopped as stopped:
         click.echo(str(stopped), err=True)
         raise SystemExit(143 if stopped.signal_name == "SIGTERM" else 130)

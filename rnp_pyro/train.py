@@ -32,7 +32,7 @@ from .metrics import evaluate
 from .report import Report
 from .step import TrainStep
 
-__all__ = ["fit", "fit_in_processes", "stream_seed"]
+__all__ = ["fit", "fit_depthwise", "fit_in_processes", "stream_seed"]
 
 log = logging.getLogger("rnp_pyro")
 CHECKPOINT_EVERY = 500  # steps between checkpoints inside an epoch, by default
@@ -125,6 +125,32 @@ def _fit(config, out, state, max_steps, device, seed, data_dir, progress, train_
                    metrics=run.last_metrics(out))
 
 
+def fit_depthwise(config: RunConfig, out: str | Path, **options) -> run.Run:
+    """Train the tree one depth at a time, as the PNAS paper suggests: first the tree
+    cut below its first program level, then each deeper tree starting from the one
+    before (its shared hypernetworks and encoder carry over whole), into
+    ``out/depth-1``, ``out/depth-2``, ...; the deepest run is returned.
+
+    ``options`` are :func:`fit`'s (each depth gets the same budget); a stopped schedule
+    continues where it stopped when run again with ``resume=True``.
+    """
+    if not config.model.shared_hypernetworks:
+        raise ConfigError("depth-wise training carries the hypernetworks from one depth to the "
+                          "next, so they must be shared by every level "
+                          "(shared_hypernetworks=True)")
+    if config.train.init_from:
+        raise ConfigError("depth-wise training starts each depth from the one before: leave "
+                          "out init_from")
+    taus, source, trained = config.model.taus, None, None
+    for depth in range(1, len(taus) + 1):
+        stage = config.replace(taus=taus[:depth], init_from=source)
+        stage_dir = Path(out) / f"depth-{depth}"
+        log.info(f"depth {depth} of {len(taus)}: taus {taus[:depth]}, into {stage_dir}")
+        trained = fit(stage, stage_dir, **options)
+        source = str(trained.path)
+    return trained
+
+
 def fit_in_processes(processes: int, config: RunConfig, out: str | Path, **options) -> run.Run:
     """:func:`fit` data-parallel in ``processes`` local processes (one per GPU on CUDA,
     gloo on CPUs), started through torchrun's launcher; the run as loaded from ``out``.
@@ -199,6 +225,14 @@ def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] 
     parts named in ``fresh``; or from those of its tree below depth ``truncate`` with
     the guide left fresh."""
     source = run.load_run(run_dir)
+    theirs_taus, ours_taus = source.config.model.taus, model.config.taus
+    grows = (len(theirs_taus) < len(ours_taus) and ours_taus[:len(theirs_taus)] == theirs_taus
+             and model.config.shared_hypernetworks
+             and source.config.model == model.config.replace(taus=theirs_taus))
+    if grows:  # a shallower tree of the same networks: one depth more (depth-wise training)
+        run.load_weights(model, source.model.state_dict(), "model", run_dir)
+        run.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
+        return
     if not truncate and source.config.model != model.config:
         ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config.model)
         changed = [f"{name} ({theirs[name]!r} there, {ours[name]!r} here)" for name in ours

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pyro
 import pytest
@@ -23,7 +24,8 @@ from rnp_pyro.infer import objectives
 from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, read_metrics,
                           resolve_device,
                           save_checkpoint)
-from rnp_pyro.train import fit
+from rnp_pyro import train as train_module
+from rnp_pyro.train import fit, fit_depthwise
 
 
 @pytest.fixture(scope="module")
@@ -514,3 +516,30 @@ def test_an_older_metrics_file_with_the_training_loss_reads_as_the_elbo(run20, t
             old.writerow({**{k: v for k, v in row.items() if k != "train_elbo"},
                           "train_loss": -float(row["train_elbo"])})
     assert [row["train_elbo"] for row in read_metrics(out)] == [float(r["train_elbo"]) for r in rows]
+
+
+def test_depthwise_training_grows_the_tree_one_depth_at_a_time(strokes, tmp_path, tiny_config,
+                                                               monkeypatch):
+    started = []
+    original = train_module._init_from
+
+    def noting(model, guide, run_dir, *args, **kwargs):
+        started.append((model.config.taus, Path(run_dir).name))
+        original(model, guide, run_dir, *args, **kwargs)
+        # the deeper tree starts with every weight of the shallower one
+        source = load_run(run_dir)
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, source.model.state_dict()[name]), name
+
+    monkeypatch.setattr(train_module, "_init_from", noting)
+    train_set, test_set = strokes
+    final = fit_depthwise(tiny_config(taus=(3, 2)), tmp_path / "run", max_steps=4, device="cpu",
+                          progress=False, train_set=train_set, test_set=test_set)
+    assert started == [((3, 2), "depth-1")]
+    assert final.path == tmp_path / "run" / "depth-2" and final.config.model.taus == (3, 2)
+    assert load_run(tmp_path / "run" / "depth-1").config.model.taus == (3,)
+    again = fit_depthwise(tiny_config(taus=(3, 2)), tmp_path / "run", max_steps=4, device="cpu",
+                          progress=False, train_set=train_set, test_set=test_set, resume=True)
+    assert again.step == 4  # nothing left to train
+    with pytest.raises(ConfigError, match="shared"):
+        fit_depthwise(tiny_config(shared_hypernetworks=False), tmp_path / "other", device="cpu")
