@@ -13,7 +13,6 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 import rnp_pyro
-from rnp_pyro import presets
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.model import RNP
 

@@ -121,7 +121,7 @@ def _read_mnist_family(name, roots, data_dir, train, download, limit):
 
 def _missing_mnist_message(name, dataset_class, places, why) -> str:
     files = ", ".join(f"{f}.gz" for f in MNIST_FILES)
-    get = (f"install the Debian package (apt-get install dataset-fashion-mnist), or "
+    get = ("install the Debian package (apt-get install dataset-fashion-mnist), or "
            if name == "fashion" else "")
     return (f"{name} data not found: looked for {files} (or the same files uncompressed) "
             f"in {', '.join(map(str, places))}; {why}. To get it, {get}download those "
