@@ -145,7 +145,7 @@ class SpeedConfig:
 _PARTS = {"model": ModelConfig, "guide": GuideConfig, "data": DataConfig, "train": TrainConfig,
           "speed": SpeedConfig}
 # flat name -> (part, field); a part's ``kind`` is called by the part's name
-_FLAT = {("kind" == f.name and part) or f.name: (part, f.name)
+_FLAT = {(part if f.name == "kind" else f.name): (part, f.name)
          for part, cls in _PARTS.items() for f in dataclasses.fields(cls)}
 PERFORMANCE_FIELDS = tuple(f.name for f in dataclasses.fields(SpeedConfig))
 

@@ -67,13 +67,24 @@ def check_fields(settings) -> None:
                               f"got {value!r}")
 
 
+def check_count(name: str, value) -> None:
+    """Raise a ConfigError naming ``name`` unless ``value`` is a whole number of at least 1
+    (a count of steps, samples or images)."""
+    if not _is_whole(value) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # declared type -> (check, what one is, what a list of them is)
 _KINDS = {
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number",
+    "int": (_is_whole, "a whole number",
             "a list of whole numbers"),
     "float": (_is_number, "a finite number", "a list of finite numbers"),
     "bool": (lambda v: isinstance(v, bool), "true or false", "a list of true or false"),

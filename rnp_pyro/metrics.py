@@ -9,6 +9,7 @@ import pyro
 import torch
 
 from . import data, guides
+from .errors import check_count
 from .infer.bounds import log_likelihood_bounds, log_weights
 from .infer.fitting import guide_args
 from .modes import evaluating, own_random_stream
@@ -38,9 +39,8 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     """
     tree = model.config
     images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
-    for name, value in (("batch_size", batch_size), ("iwae_samples", iwae_samples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    check_count("batch_size", batch_size)
+    check_count("iwae_samples", iwae_samples)
     count = len(images)
     chunk = max(1, min(batch_size, DECODES_PER_CHUNK // iwae_samples))
     squared_error, elbos, bounds = images.new_zeros(()), [], []

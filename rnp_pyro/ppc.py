@@ -22,6 +22,7 @@ from pyro import poutine
 from pyro.infer import Predictive
 
 from .data import unit_images
+from .errors import check_count
 from .guides import decode_latents
 from .modes import evaluating, own_random_stream
 from .tree import Tree
@@ -203,8 +204,7 @@ def posterior_predictive(model, guide, x: torch.Tensor, *guide_args,
     """
     tree = model.config
     x = unit_images(x, channels=tree.channels, image_size=tree.image_size)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a whole number of at least 1, got {num_samples!r}")
+    check_count("num_samples", num_samples)
     if posterior_samples is not None:
         num_samples = len(next(iter(posterior_samples.values())))
     elif guide is None:

@@ -169,7 +169,7 @@ def generate(hyper_state, hyper_policy, z: torch.Tensor, *, patches: bool = Fals
     output matrix is generated when ``materialize``, else applied through H_state's
     output weights in ``dtype`` (e.g. bfloat16) without being generated.
     """
-    state_names = [*stream_layout(1, (1, 1)), "start"]
+    state_names = [*(field.name for field in dataclasses.fields(Stream)), "start"]
     if patches:
         state_names += ["dec_w1", "dec_b1", "dec_b2"] + (["dec_w2"] if materialize else [])
     state = hyper_state(z, state_names)

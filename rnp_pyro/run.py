@@ -28,7 +28,7 @@ import torch
 from . import data, guides
 from .baselines import ConvVAE
 from .config import RunConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, check_count
 from .metrics import evaluate
 from .infer.fitting import fit_guide, guide_args
 from .model import RNP
@@ -240,14 +240,11 @@ def read_checkpoint(run_dir: str | Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}; train one with `rnp-pyro fit`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):  # a cut file, not a foreign object
-            raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
-                                  f"({type(err).__name__}); delete it and train again") from err
-        raise CheckpointError(f"{path} holds objects other than tensors and numbers, which "
-                              f"could run code when loaded; rnp-pyro does not load it: use a "
-                              f"checkpoint that rnp-pyro wrote") from err
     except Exception as err:  # torch raises many kinds for a damaged file, with long texts
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise CheckpointError(f"{path} holds objects other than tensors and numbers, which "
+                                  f"could run code when loaded; rnp-pyro does not load it: use "
+                                  f"a checkpoint that rnp-pyro wrote") from err
         raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
                               f"({type(err).__name__}); delete it and train again") from err
     missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
@@ -426,8 +423,7 @@ def guide_for(run: Run, images: torch.Tensor, name: str | None = None, *,
     """
     trained = run.config.guide
     name = name or trained.kind
-    if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps < 1:
-        raise ValueError(f"fit_steps must be a whole number of at least 1, got {fit_steps!r}")
+    check_count("fit_steps", fit_steps)
     tree = run.config.model
     images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
     if name == trained.kind and not guides.is_per_image(run.guide):

@@ -27,7 +27,7 @@ import torch
 
 from . import data, distributed, guides, run
 from .config import ConfigError, RunConfig
-from .errors import RunStopped, TrainingDiverged
+from .errors import RunStopped, TrainingDiverged, check_count
 from .metrics import evaluate
 from .report import Report
 from .step import TrainStep
@@ -75,10 +75,8 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
     out = Path(out).absolute()
     for name, value in (("epochs", epochs), ("max_steps", max_steps),
                         ("checkpoint_every", checkpoint_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ConfigError(f"{name} must be a whole number of at least 1 (or None), got "
-                              f"{value!r}")
+        if value is not None:
+            check_count(name, value)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
     if epochs is not None:  # the budget asked for is what config.json records

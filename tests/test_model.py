@@ -10,7 +10,7 @@ from pyro.poutine.util import site_is_subsample
 from pyro.infer import Predictive, Trace_ELBO
 
 from rnp_pyro import model as model_module
-from rnp_pyro import program, spatial
+from rnp_pyro import program
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import EncoderGuide
 from rnp_pyro.model import RNP, part_loss, site_name
@@ -52,14 +52,6 @@ def test_small_patches_are_placed_into_full_size_frames(small):
     for level in tree.levels:
         assert level.canvases.shape == level.placed.shape == (4, level.size, 3, 12, 12)
     torch.testing.assert_close(tree.canvas, depth_first_canvas(model, z), rtol=1e-9, atol=1e-9)
-
-
-def test_placing_under_the_identity_map_is_bilinear_resizing():
-    patch = torch.rand(2, 3, 5, 5)
-    identity = torch.zeros(2, 6)  # scale a + 1 + offset = 1 with offset 0, no rotation or shift
-    placed = spatial.place(patch, identity, scale_offset=0.0, rotation_range=math.pi, size=12)
-    resized = torch.nn.functional.interpolate(patch, size=12, mode="bilinear", align_corners=True)
-    torch.testing.assert_close(placed, resized)
 
 
 def test_config_rejects_a_patch_of_one_pixel(small):
@@ -281,12 +273,3 @@ def test_model_rejects_images_of_another_shape(small):
     cfg = small()
     with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 12, 12\)"):
         rnp(cfg)(torch.rand(2, 1, 10, 10))
-
-
-def test_affine_grid_equals_torch_and_its_gradient():
-    theta = torch.randn(7, 2, 3, dtype=torch.float64, requires_grad=True)
-    ours = spatial.affine_grid(theta, 5, 9)
-    torchs = torch.nn.functional.affine_grid(theta, [7, 1, 5, 9], align_corners=True)
-    torch.testing.assert_close(ours, torchs)
-    torch.testing.assert_close(torch.autograd.grad(ours.sin().sum(), theta)[0],
-                               torch.autograd.grad(torchs.sin().sum(), theta)[0])
