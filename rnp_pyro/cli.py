@@ -84,7 +84,8 @@ def main(quiet, verbose):
 @click.option("--dataset", required=True,
               help="fashion, mnist, omniglot, strokes, folder:PATH, scenes:NAME or tinted:NAME")
 @click.option("--preset", help="named settings (fashion, fashion4, fashion-tinted, eth80, mnist, "
-                               "omniglot, scenes, strokes); default: the dataset's own")
+                               "omniglot, pnas-parts, scenes, strokes, workshop); default: the "
+                               "dataset's own")
 @click.option("--model", type=click.Choice(["rnp", "convvae"]),
               help="the RNP, or the ConvVAE baseline with as many parameters")
 @click.option("--epochs", type=click.IntRange(min=0),
@@ -97,7 +98,19 @@ def main(quiet, verbose):
 @click.option("--guide", help="q(latents | x): encoder, normal, delta, ladder, refined, or one "
                               "a script registered [default: encoder]")
 @click.option("--stochastic-levels", is_flag=True, default=None,
-              help="a sample site per tree level below the top (the ladder guide infers them)")
+              help="sample each child a program emits, a site per tree level and step below "
+                   "the top (the ladder guide infers them)")
+@click.option("--program-input", type=click.Choice(["latent", "patch"]),
+              help="what a program step reads with the last action: the last child latent "
+                   "(PNAS Algorithm 1) or its decoded patch (PNAS Fig. 5, the workshop paper)")
+@click.option("--decode-parts", is_flag=True, default=None,
+              help="decode every part to a patch, not only the leaves (PNAS)")
+@click.option("--part-loss", type=click.Choice(["composite", "patch"]),
+              help="eq. 2 compares each part's crop of x with the part drawn by its sub-parts "
+                   "(composite) or its own patch (patch, as PNAS writes it; with --decode-parts)")
+@click.option("--part-loss-weight", type=click.FloatRange(min=0), help="the weight of eq. 2")
+@click.option("--part-loss-ramp", type=click.IntRange(min=0),
+              help="epochs over which the weight of eq. 2 grows to --part-loss-weight")
 @click.option("--objective", help="what SVI maximises: elbo, meanfield, iwae (the "
               "importance-weighted bound) or tracegraph [default: elbo]")
 @click.option("--num-particles", type=click.IntRange(min=1),
@@ -109,7 +122,7 @@ def main(quiet, verbose):
                    "run's tree and train a new encoder for the rest (settings from that "
                    "run, hypernetworks frozen unless --freeze says otherwise)")
 @click.option("--freeze", help="parts not to train, comma-separated: hyper_state, hyper_policy, "
-                               "encoder, likelihood")
+                               "hyper (the workshop model's one), encoder, likelihood")
 @click.option("--fresh", help="with --init-from: parts that start afresh instead of from that "
                               "run, comma-separated, from the same names as --freeze")
 @click.option("--primitives", help="draw only with these fixed strokes, comma-separated: line, "
@@ -150,7 +163,8 @@ def main(quiet, verbose):
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
 def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
-        stochastic_levels, objective, num_particles, init_from, truncate, freeze, fresh,
+        stochastic_levels, program_input, decode_parts, part_loss, part_loss_weight,
+        part_loss_ramp, objective, num_particles, init_from, truncate, freeze, fresh,
         primitives, classes, exclude_classes, speed, image_size, channels, config_file,
         settings, seed, device, devices, out, depthwise, resume, overwrite, checkpoint_every,
         data_dir, no_progress):
@@ -174,7 +188,10 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 
     overrides = {name: value for name, value in
                  dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
-                      stochastic_levels=stochastic_levels, objective=objective,
+                      stochastic_levels=stochastic_levels, program_input=program_input,
+                      decode_parts=decode_parts, part_loss=part_loss,
+                      part_loss_weight=part_loss_weight, part_loss_ramp=part_loss_ramp,
+                      objective=objective,
                       num_particles=num_particles,
                       init_from=init_from and str(Path(init_from).resolve()),
                       freeze=_names(freeze, FREEZABLE, "--freeze"),

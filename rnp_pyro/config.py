@@ -31,7 +31,7 @@ from .model import ModelConfig
 __all__ = ["ConfigError", "DataConfig", "GuideConfig", "ModelConfig", "RunConfig", "SpeedConfig",
            "TrainConfig", "FREEZABLE", "parse_switches"]
 
-FREEZABLE = ("hyper_state", "hyper_policy", "encoder", "likelihood")
+FREEZABLE = ("hyper_state", "hyper_policy", "hyper", "encoder", "likelihood")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ class TrainConfig:
     # With init_from: parts that start afresh instead of from that run (names from
     # FREEZABLE), e.g. a new encoder and H_policy for the PNAS paper's transfer
     fresh: tuple[str, ...] = ()
+    # Epochs over which the part loss's weight grows linearly to the model's
+    # part_loss_weight, 1/ramp of it more each epoch (the authors raised it slowly); 0: none
+    part_loss_ramp: int = 0
 
     def __post_init__(self):
         check_fields(self)
@@ -98,6 +101,8 @@ class TrainConfig:
         need(self.grad_clip is None or self.grad_clip > 0,
              f"grad_clip must be positive (the largest gradient norm) or None; got "
              f"{self.grad_clip}")
+        need(self.part_loss_ramp >= 0,
+             f"part_loss_ramp must be 0 or more epochs, got {self.part_loss_ramp}")
         need(self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}")
         need(self.truncate >= 0, f"truncate must be 0 or more program levels, got {self.truncate}")
         need(not self.truncate or self.init_from,

@@ -40,6 +40,20 @@ _PRESETS: dict[str, dict] = {
     # fashion4 tree, whose top program places whole objects
     "scenes": dict(dataset="scenes:fashion", image_size=48, z_dim=32, taus=(3, 3, 3),
                    scale_offset=1.6, **_SMALL_PATCHES),
+    # the NeurIPS workshop paper's model on Fashion-MNIST: one hypernetwork H (six
+    # layers of 64, ELU) whose seven heads make both streams; a shared three-layer
+    # encoder of the last patch and action; each parent reads its child program's
+    # drawing (its Fig. 2b); |z| = 32 and Adam at 4e-5, as there
+    "workshop": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6,
+                     hypernetworks=1, hyper_state_layers=5, program_encoder=(64, 64, 64),
+                     program_input="patch", parent_input="child_output", lr=4e-5,
+                     **_SMALL_PATCHES),
+    # the PNAS text's reading of the same model: programs read their last decoded
+    # patch (its Fig. 5), every part is decoded, and eq. 2 compares each part's own
+    # patch with the crop of x under its action, its weight ramped up over training
+    "pnas-parts": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6,
+                       program_input="patch", decode_parts=True, part_loss="patch",
+                       part_loss_weight=0.1, part_loss_ramp=50, **_SMALL_PATCHES),
     # coloured objects as in the PNAS paper's ETH-80 model (|z| = 32, four parts, RGB
     # canvases of 50 pixels); the data is a folder: fit --dataset folder:PATH --preset eth80
     "eth80": dict(dataset="folder:eth80", channels=3, image_size=50, z_dim=32, taus=(4, 4)),
@@ -87,7 +101,8 @@ def truncation(source: RunConfig, source_dir: str | Path, levels: int = 1,
     if not 1 <= levels < len(taus):
         raise ConfigError(f"{source_dir} has {len(taus)} program levels (taus {taus}); "
                           f"truncate 1 to {len(taus) - 1} of them, not {levels}")
+    hypernetworks = ("hyper_state", "hyper_policy") if source.model.hypernetworks == 2 else ("hyper",)
     fresh = dict(init_from=str(Path(source_dir).resolve()), truncate=levels, taus=taus[levels:],
-                 freeze=("hyper_state", "hyper_policy"), classes=None, exclude_classes=(),
+                 freeze=hypernetworks, classes=None, exclude_classes=(),
                  notes={})
     return source.replace(**{**fresh, **overrides})

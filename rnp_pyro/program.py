@@ -1,20 +1,25 @@
 """Programs: the networks a node's hypernetworks generate, and running them.
 
-A node's program has two streams with the same shapes, each an encoder of the last
-step's [z; a] (two ELU layers) feeding an Elman RNN: the *state* stream's hidden
-state is the next child latent z_t, the *policy* stream's is decoded into the
-child's action a_t. Nodes whose children are leaves also get a patch decoder,
-which turns those children's latents into pixels.
+A node's program has two streams with the same shapes, each an encoder (one to three
+ELU layers) of the last step's output and action, feeding an Elman RNN: the *state*
+stream's hidden state is the next child latent z_t, the *policy* stream's is decoded
+into the child's action a_t. What the encoder reads with the action is the program's
+*input*: the last child latent z_{t-1} (PNAS Algorithm 1 and the authors' code), or
+an image, the last decoded patch x̂_{t-1} (PNAS Fig. 5 and the workshop paper).
+Nodes whose children are drawn as patches also get a patch decoder.
+
+The generated tensors come from two hypernetworks, H_state and H_policy (PNAS), or
+from one hypernetwork H whose seven heads serve both streams, which then share one
+encoder (the workshop paper): see :func:`layouts`.
 
 Every object here holds a flat batch of N nodes, each with its own weights, so the
-nodes of a whole tree level run as one batch: a step is four batched products
+nodes of a whole tree level run as one batch: a step is a few batched products
 (the two streams stacked as 2N networks), whatever N is. The layouts say what the
 hypernetworks generate per node, in the order of their output rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -24,55 +29,85 @@ import torch.nn.functional as F
 
 from .spatial import ACTION_DIM
 
-
-def stream_layout(z_dim: int, encoder: tuple[int, int]) -> dict[str, tuple[int, ...]]:
-    """The shapes of one stream's tensors per node (the fields of :class:`Stream`)."""
-    e1, e2 = encoder
-    return {"enc_w1": (e1, z_dim + ACTION_DIM), "enc_b1": (e1,),
-            "enc_w2": (e2, e1), "enc_b2": (e2,),
-            "rnn_wh": (z_dim, z_dim), "rnn_wx": (z_dim, e2), "rnn_b": (z_dim,), "h0": (z_dim,)}
+Layout = dict[str, tuple[int, ...]]
+STREAM_TENSORS = ("rnn_wh", "rnn_wx", "rnn_b", "h0")
 
 
-def state_layout(z_dim: int, encoder: tuple[int, int], patch_hidden: int,
-                 patch_outputs: int) -> dict[str, tuple[int, ...]]:
-    """What H_state generates per node: its stream, z_0, then the patch decoder.
+def encoder_layout(input_dim: int, widths: tuple[int, ...], prefix: str = "") -> Layout:
+    """An encoder of [input; a]: one weight and bias per layer of ``widths``."""
+    layout, fan_in = {}, input_dim + ACTION_DIM
+    for i, width in enumerate(widths, 1):
+        layout[f"{prefix}enc_w{i}"], layout[f"{prefix}enc_b{i}"] = (width, fan_in), (width,)
+        fan_in = width
+    return layout
 
-    The patch decoder comes last, its large output matrix at the very end, so that
-    levels that need less generate only a prefix.
+
+def rnn_layout(z_dim: int, widths: tuple[int, ...], prefix: str = "") -> Layout:
+    """An Elman RNN of hidden size |z| fed the encoder's last layer, and its h0."""
+    shapes = ((z_dim, z_dim), (z_dim, widths[-1]), (z_dim,), (z_dim,))
+    return {f"{prefix}{name}": shape for name, shape in zip(STREAM_TENSORS, shapes)}
+
+
+def patch_layout(z_dim: int, hidden: int, outputs: int) -> Layout:
+    """The patch decoder z -> hidden -> outputs, its large output matrix last, so that
+    levels that do not draw (or do not generate it) take a prefix of the layout."""
+    return {"dec_w1": (hidden, z_dim), "dec_b1": (hidden,), "dec_b2": (outputs,),
+            "dec_w2": (outputs, hidden)}
+
+
+def action_layout(z_dim: int) -> Layout:
+    """The action decoder a_t = sin(W h_policy + b) and a_0's angle."""
+    return {"dec_w": (ACTION_DIM, z_dim), "dec_b": (ACTION_DIM,), "start": (ACTION_DIM,)}
+
+
+def layouts(z_dim: int, encoder: tuple[int, ...], patch_hidden: int, patch_outputs: int,
+            input_dim: int | None = None, hypernetworks: int = 2) -> list[Layout]:
+    """What the hypernetworks generate per node, one layout per hypernetwork.
+
+    Two (PNAS): H_state makes the state stream, z_0 (or, with an image input of
+    ``input_dim`` numbers, x̂_0) and the patch decoder; H_policy the policy stream and
+    the action decoder. One (workshop): seven heads of one network, a shared encoder,
+    the two RNNs with their h0, the patch decoder D, the action decoder T, x̂_0 (or
+    z_0) and a_0. ``input_dim`` None: the program reads its child latents.
     """
-    return {**stream_layout(z_dim, encoder), "start": (z_dim,),
-            "dec_w1": (patch_hidden, z_dim), "dec_b1": (patch_hidden,),
-            "dec_b2": (patch_outputs,), "dec_w2": (patch_outputs, patch_hidden)}
-
-
-def policy_layout(z_dim: int, encoder: tuple[int, int]) -> dict[str, tuple[int, ...]]:
-    """What H_policy generates per node: its stream, the action decoder, a_0's angle."""
-    return {**stream_layout(z_dim, encoder), "dec_w": (ACTION_DIM, z_dim),
-            "dec_b": (ACTION_DIM,), "start": (ACTION_DIM,)}
+    first = {"first_input": (input_dim or z_dim,)}
+    if hypernetworks == 2:
+        state = {**encoder_layout(input_dim or z_dim, encoder), **rnn_layout(z_dim, encoder),
+                 **first, **patch_layout(z_dim, patch_hidden, patch_outputs)}
+        policy = {**encoder_layout(input_dim or z_dim, encoder), **rnn_layout(z_dim, encoder),
+                  **action_layout(z_dim)}
+        return [state, policy]
+    return [{**encoder_layout(input_dim or z_dim, encoder),
+             **rnn_layout(z_dim, encoder, "state."), **rnn_layout(z_dim, encoder, "policy."),
+             **action_layout(z_dim), **first, **patch_layout(z_dim, patch_hidden, patch_outputs)}]
 
 
 @dataclass
 class Stream:
-    """One stream of N programs: [z; a] -> ELU(W1 . + b1) -> ELU(W2 . + b2) = e, then
-    the Elman RNN h_t = ELU(W_h h_{t-1} + W_x e + b), from h0."""
+    """One stream of N programs: [input; a] -> the encoder's ELU layers = e, then the
+    Elman RNN h_t = ELU(W_h h_{t-1} + W_x e + b), from h0."""
 
-    enc_w1: torch.Tensor  # (N, e1, |z| + 6)
-    enc_b1: torch.Tensor  # (N, e1)
-    enc_w2: torch.Tensor  # (N, e2, e1)
-    enc_b2: torch.Tensor  # (N, e2)
+    encoder: list[tuple[torch.Tensor, torch.Tensor]]  # (N, out, in) weight, (N, out) bias
     rnn_wh: torch.Tensor  # (N, |z|, |z|)
-    rnn_wx: torch.Tensor  # (N, |z|, e2)
+    rnn_wx: torch.Tensor  # (N, |z|, e)
     rnn_b: torch.Tensor  # (N, |z|)
     h0: torch.Tensor  # (N, |z|)
 
     @classmethod
-    def of(cls, tensors: dict[str, torch.Tensor]) -> "Stream":
-        return cls(**{f.name: tensors[f.name] for f in dataclasses.fields(cls)})
+    def of(cls, tensors: dict[str, torch.Tensor], prefix: str = "",
+           encoder_prefix: str | None = None) -> "Stream":
+        encoder_prefix = prefix if encoder_prefix is None else encoder_prefix
+        layers = []
+        while f"{encoder_prefix}enc_w{len(layers) + 1}" in tensors:
+            i = len(layers) + 1
+            layers.append((tensors[f"{encoder_prefix}enc_w{i}"],
+                           tensors[f"{encoder_prefix}enc_b{i}"]))
+        return cls(layers, *(tensors[prefix + name] for name in STREAM_TENSORS))
 
 
 @dataclass
 class PatchDecoder:
-    """Leaf patches of N nodes' children: z -> ELU(W1 z + b1) = h -> act(W2 h + b2).
+    """Patches of N nodes' children: z -> ELU(W1 z + b1) = h -> act(W2 h + b2).
 
     W2 (pixels x hidden per node, the largest generated tensor) is either generated,
     ``output_weight``, or applied by ``apply_output`` (h -> W2 h) without being made.
@@ -96,9 +131,18 @@ class PatchDecoder:
 
 
 class Carry(NamedTuple):
-    """What one step passes to the next: the child latent z_t (N, 1, |z|), which is the
-    state stream's hidden state; the action a_t (N, 1, 6); and both streams' hidden
+    """What one step passes to the next: the input its encoder reads (N, 1, in), the
+    child latent z_t or an image; the action a_t (N, 1, 6); and both streams' hidden
     states, stacked state first (2N, 1, |z|)."""
+
+    input: torch.Tensor
+    action: torch.Tensor
+    hidden: torch.Tensor
+
+
+class Emitted(NamedTuple):
+    """What one step emits: the child latent z_t (N, 1, |z|), the state stream's
+    hidden state; its action a_t (N, 1, 6); both streams' hidden states (2N, 1, |z|)."""
 
     latent: torch.Tensor
     action: torch.Tensor
@@ -111,80 +155,107 @@ class Program:
 
     state: Stream
     policy: Stream
-    first_latent: torch.Tensor  # z_0 (N, |z|)
+    first_input: torch.Tensor  # z_0 or x̂_0 (N, in)
     first_angle: torch.Tensor  # (N, 6): a_0 = sin(first_angle)
     action_weight: torch.Tensor  # (N, 6, |z|): a_t = sin(W h_policy + b)
     action_bias: torch.Tensor  # (N, 6)
-    patches: PatchDecoder | None = None  # for nodes whose children are leaves
+    patches: PatchDecoder | None = None  # for nodes whose children are drawn as patches
+    shared_encoder: bool = False  # one encoder feeds both streams (the workshop's H)
 
     @functools.cached_property
     def _stacked(self):
         """Each layer's weights of both streams stacked (state first) and transposed once,
-        not once per step: the encoder's two layers, [W_h | W_x] for the RNN, and the
-        action decoder."""
-        both = {name: torch.cat([getattr(self.state, name), getattr(self.policy, name)])
-                for name in ("enc_w1", "enc_b1", "enc_w2", "enc_b2", "rnn_wh", "rnn_wx", "rnn_b")}
-        encoder = [(both["enc_w1"].transpose(1, 2), both["enc_b1"].unsqueeze(1)),
-                   (both["enc_w2"].transpose(1, 2), both["enc_b2"].unsqueeze(1))]
-        recurrent = (torch.cat([both["rnn_wh"], both["rnn_wx"]], -1).transpose(1, 2),
-                     both["rnn_b"].unsqueeze(1))
+        not once per step: the encoder's layers (one stream's when shared), [W_h | W_x]
+        for the RNN, and the action decoder."""
+        def both(*tensors):
+            return torch.cat(tensors)
+
+        if self.shared_encoder:
+            encoder = [(w.transpose(1, 2), b.unsqueeze(1)) for w, b in self.state.encoder]
+        else:
+            encoder = [(both(ws, wp).transpose(1, 2), both(bs, bp).unsqueeze(1))
+                       for (ws, bs), (wp, bp) in zip(self.state.encoder, self.policy.encoder)]
+        recurrent = (torch.cat([both(self.state.rnn_wh, self.policy.rnn_wh),
+                                both(self.state.rnn_wx, self.policy.rnn_wx)], -1).transpose(1, 2),
+                     both(self.state.rnn_b, self.policy.rnn_b).unsqueeze(1))
         action = (self.action_weight.transpose(1, 2), self.action_bias.unsqueeze(1))
         return encoder, recurrent, action
 
     def start(self) -> Carry:
-        """z_0, a_0 and the streams' initial hidden states."""
-        return Carry(self.first_latent.unsqueeze(1), torch.sin(self.first_angle).unsqueeze(1),
+        """z_0 (or x̂_0), a_0 and the streams' initial hidden states."""
+        return Carry(self.first_input.unsqueeze(1), torch.sin(self.first_angle).unsqueeze(1),
                      torch.cat([self.state.h0, self.policy.h0]).unsqueeze(1))
 
-    def step(self, carry: Carry) -> Carry:
-        """One step: [z_{t-1}; a_{t-1}] through both streams -> z_t and a_t."""
+    def step(self, carry: Carry) -> Emitted:
+        """One step: [input; a_{t-1}] through both streams -> z_t and a_t."""
         encoder, (recurrent_weight, recurrent_bias), (action_weight, action_bias) = self._stacked
-        hidden = torch.cat([carry.latent, carry.action], -1).repeat(2, 1, 1)  # both streams' input
+        encoded = torch.cat([carry.input, carry.action], -1)
+        encoded = encoded if self.shared_encoder else encoded.repeat(2, 1, 1)
         for weight, bias in encoder:
-            hidden = F.elu(torch.baddbmm(bias, hidden, weight))
-        h = F.elu(torch.baddbmm(recurrent_bias, torch.cat([carry.hidden, hidden], -1),
+            encoded = F.elu(torch.baddbmm(bias, encoded, weight))
+        if self.shared_encoder:
+            encoded = encoded.repeat(2, 1, 1)
+        h = F.elu(torch.baddbmm(recurrent_bias, torch.cat([carry.hidden, encoded], -1),
                                 recurrent_weight))
         h_state, h_policy = h.chunk(2)
-        return Carry(h_state, torch.sin(torch.baddbmm(action_bias, h_policy, action_weight)), h)
+        return Emitted(h_state, torch.sin(torch.baddbmm(action_bias, h_policy, action_weight)), h)
 
-    def run(self, tau: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Child latents (N, tau, |z|) and actions (N, tau, 6) of ``tau`` steps."""
+    def run(self, tau: int, to_input: Callable | None = None,
+            feed: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Child latents (N, tau, |z|) and actions (N, tau, 6) of ``tau`` steps.
+
+        ``feed(t, z_t, a_t)`` replaces each emitted latent (a sample of the child, say)
+        before the next step reads it; ``to_input(z_t)`` makes the next step's input
+        of it (a decoded patch, say). Without them the next step reads z_t itself.
+        """
         carry = self.start()
         latents, actions = [], []
-        for _ in range(tau):
-            carry = self.step(carry)
-            latents.append(carry.latent)
-            actions.append(carry.action)
+        for t in range(tau):
+            latent, action, hidden = self.step(carry)
+            if feed is not None:
+                latent = feed(t, latent, action)
+            carry = Carry(latent if to_input is None else to_input(latent), action, hidden)
+            latents.append(latent)
+            actions.append(action)
         return torch.cat(latents, 1), torch.cat(actions, 1)
 
 
-def generate(hyper_state, hyper_policy, z: torch.Tensor, *, patches: bool = False,
+def generate(hypernetworks, z: torch.Tensor, *, patches: bool = False,
              materialize: bool = True, activation: str = "relu6",
              dtype: torch.dtype | None = None) -> Program:
-    """The programs of nodes with latents z (N, |z|) from the two hypernetworks
-    (:class:`rnp_pyro.hyper.HyperNetwork` with :func:`state_layout` and
-    :func:`policy_layout`).
+    """The programs of nodes with latents z (N, |z|) from their hypernetworks
+    (:class:`rnp_pyro.hyper.HyperNetwork` with the :func:`layouts`: H_state and
+    H_policy, or the one H).
 
-    ``patches`` adds the patch decoder (for nodes whose children are leaves); its
-    output matrix is generated when ``materialize``, else applied through H_state's
-    output weights in ``dtype`` (e.g. bfloat16) without being generated.
+    ``patches`` adds the patch decoder; its output matrix is generated when
+    ``materialize``, else applied through the output weights in ``dtype`` (e.g.
+    bfloat16) without being generated.
     """
-    state_names = [*(field.name for field in dataclasses.fields(Stream)), "start"]
+    drawer = hypernetworks[0]  # the one that makes the patch decoder
+    names = list(drawer.layout)
+    names = names[:names.index("dec_w1")]
     if patches:
-        state_names += ["dec_w1", "dec_b1", "dec_b2"] + (["dec_w2"] if materialize else [])
-    state = hyper_state(z, state_names)
-    policy = hyper_policy(z).tensors
+        names += ["dec_w1", "dec_b1", "dec_b2"] + (["dec_w2"] if materialize else [])
+    made = drawer(z, names)
+    tensors = dict(made.tensors)
+    if len(hypernetworks) == 2:
+        policy = hypernetworks[1](z).tensors
+        state_stream, policy_stream = Stream.of(tensors), Stream.of(policy)
+    else:
+        policy = tensors
+        state_stream, policy_stream = (Stream.of(tensors, "state.", ""),
+                                       Stream.of(tensors, "policy.", ""))
     decoder = None
     if patches:
-        generated = state.tensors
-        decoder = PatchDecoder(generated["dec_w1"], generated["dec_b1"], generated["dec_b2"],
-                               output_weight=generated["dec_w2"] if materialize else None,
+        decoder = PatchDecoder(tensors["dec_w1"], tensors["dec_b1"], tensors["dec_b2"],
+                               output_weight=tensors["dec_w2"] if materialize else None,
                                activation=activation)
         if not materialize:
-            decoder.apply_output = functools.partial(hyper_state.apply_linear, "dec_w2",
-                                                     state.hidden, dtype=dtype)
-    return Program(Stream.of(state.tensors), Stream.of(policy), state.tensors["start"],
-                   policy["start"], policy["dec_w"], policy["dec_b"], decoder)
+            decoder.apply_output = functools.partial(drawer.apply_linear, "dec_w2", made.hidden,
+                                                     dtype=dtype)
+    return Program(state_stream, policy_stream, tensors["first_input"], policy["start"],
+                   policy["dec_w"], policy["dec_b"], decoder,
+                   shared_encoder=len(hypernetworks) == 1)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

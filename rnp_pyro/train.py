@@ -178,6 +178,13 @@ def _fit_in_rank(config: RunConfig, out: str | Path, options: dict) -> None:
     record(fit)(config, out, **options)
 
 
+def part_loss_weight(config: RunConfig, epoch: int) -> float:
+    """The part loss's weight in epoch ``epoch`` (0 first): the model's, reached
+    linearly over ``part_loss_ramp`` epochs."""
+    ramp = config.train.part_loss_ramp
+    return config.model.part_loss_weight * (min(1.0, (epoch + 1) / ramp) if ramp else 1.0)
+
+
 def stream_seed(seed: int, offset: int = 0) -> int:
     """The seed of one of a run's random streams (an epoch's order, a rank's draws):
     run seeds lie 1,000,003 apart, so the small offsets of nearby runs do not meet."""
@@ -257,7 +264,8 @@ def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] 
 def _frozen_parts(config: RunConfig, model, guide) -> list[torch.nn.Module]:
     """The modules named in ``config.train.freeze``: they take no gradient and stay in
     eval mode."""
-    owners = {"hyper_state": model, "hyper_policy": model, "likelihood": model, "encoder": guide}
+    owners = {"hyper_state": model, "hyper_policy": model, "hyper": model, "likelihood": model,
+              "encoder": guide}
     parts = []
     for name in config.train.freeze:
         part = getattr(owners[name], name, None)
@@ -313,6 +321,8 @@ class _Training:
         try:
             with _StopSignals(enabled=not self.place.parallel) as stop:
                 while self.epoch < epochs and self.step < max_steps:
+                    if hasattr(self.model, "part_loss_weight"):
+                        self.model.part_loss_weight = part_loss_weight(self.config, self.epoch)
                     for indices in self._batches_left(max_steps):
                         loss, taken = self.take_step(self.train_images[indices], indices)
                         self.step += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,9 +19,12 @@ class Level:
 
     latents: torch.Tensor  # (*B, n, |z|)
     actions: torch.Tensor  # (*B, n, 6) placing each node in its parent's frame (zeros at the root)
-    drawn: torch.Tensor  # (*B, n, C, h, w) each node's canvas in its own frame, at its own
-    #                      resolution: H x W, or the leaves' patch size (cfg.patch_size)
-    placed: torch.Tensor  # (*B, n, C, H, W) each canvas in its parent's frame (root: its own)
+    drawn: torch.Tensor | None = None  # (*B, n, C, h, w) each node's canvas in its own frame,
+    #                      at its own resolution: H x W, or the leaves' patch size (patch_size)
+    placed: torch.Tensor | None = None  # (*B, n, C, H, W) each canvas in its parent's frame
+    #                      (root: its own)
+    decoded: torch.Tensor | None = None  # (*B, n, C, P, P) each node's own patch, decoded
+    #                      by its parent's program: the leaves' drawn, parts' with decode_parts
 
     @property
     def size(self) -> int:
@@ -33,11 +37,40 @@ class Level:
         Leaf patches of another size are resized when asked for (figures, the part
         loss), not on every decode.
         """
-        size = self.placed.shape[-2:]
-        if self.drawn.shape[-2:] == size:
-            return self.drawn
-        return F.interpolate(self.drawn.flatten(0, -4), size=tuple(size), mode="bilinear",
-                             align_corners=True).unflatten(0, self.drawn.shape[:-3])
+        return _resized(self.drawn, self.placed.shape[-2:])
+
+    @property
+    def decoded_canvases(self) -> torch.Tensor:
+        """(*B, n, C, H, W): each node's own decoded patch at the image's size."""
+        if self.decoded is None:
+            raise ValueError("this level's patches were not decoded: decode parts with "
+                             "decode_parts=True")
+        return _resized(self.decoded, self.placed.shape[-2:])
+
+    def reshape(self, *lead: int) -> "Level":
+        """The same nodes with the batch dimensions before (n, ...) made ``lead`` (the
+        node dimension may be -1)."""
+        def shaped(tensor, event):
+            return None if tensor is None else tensor.reshape(*lead, *tensor.shape[-event:])
+
+        return Level(shaped(self.latents, 1), shaped(self.actions, 1), shaped(self.drawn, 3),
+                     shaped(self.placed, 3), shaped(self.decoded, 3))
+
+    @classmethod
+    def concat(cls, levels) -> "Level":
+        """Levels of (N, n_i, ...) nodes joined node-wise, in order."""
+        def joined(tensors):
+            return None if tensors[0] is None else torch.cat(tensors, 1)
+
+        return cls(*(joined([getattr(level, f.name) for level in levels])
+                     for f in dataclasses.fields(cls)))
+
+
+def _resized(images: torch.Tensor, size) -> torch.Tensor:
+    if images.shape[-2:] == size:
+        return images
+    return F.interpolate(images.flatten(0, -4), size=tuple(size), mode="bilinear",
+                         align_corners=True).unflatten(0, images.shape[:-3])
 
 
 @dataclass

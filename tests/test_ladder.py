@@ -32,7 +32,10 @@ def latent_sites(trace):
 
 
 def level_names(cfg):
-    return [site_name(k) for k in range(cfg.model.levels - 1, -1, -1)]
+    """z^K, then a site per lower level and program step."""
+    return [site_name(cfg.model.levels - 1),
+            *(site_name(cfg.model.levels - 2 - depth, step)
+              for depth, tau in enumerate(cfg.model.taus) for step in range(1, tau + 1))]
 
 
 @pytest.mark.parametrize("particles", [None, 3])
@@ -60,7 +63,8 @@ def test_sites_and_shapes_match_the_models(particles, tiny_config):
         assert [f.name for f in site["cond_indep_stack"] if f.name != "particles"] == ["data"]
     nodes, z_dim = cfg.model.nodes_per_level, cfg.model.z_dim
     assert [guide_sites[n]["value"].shape for n in level_names(cfg)] == [
-        (*lead, z_dim), *((*lead, count, z_dim) for count in nodes[1:])]
+        (*lead, z_dim), *((*lead, nodes[depth], z_dim)  # each parent's child t
+                          for depth, tau in enumerate(cfg.model.taus) for _ in range(tau))]
 
 
 def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config):
@@ -128,9 +132,9 @@ def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config):
     subparts = spatial.crop(parts.unsqueeze(2).expand(2, 3, 2, *image),
                             levels[1].actions.reshape(2, 3, 2, 6), tree.scale_offset,
                             tree.rotation_range)
-    assert len(seen) == 2
-    torch.testing.assert_close(seen[0], parts.reshape(6, *image))
-    torch.testing.assert_close(seen[1], subparts.reshape(12, *image))
+    assert len(seen) == 3 + 2  # one batch of crops per program step
+    torch.testing.assert_close(torch.stack(seen[:3], 1), parts)
+    torch.testing.assert_close(torch.stack(seen[3:], 1).reshape(2, 3, 2, *image), subparts)
 
 
 def fixed_noise_loss(model, guide, x):
@@ -214,7 +218,10 @@ def test_posterior_means_are_the_guides_means_top_down(tiny_config):
         top = means[cfg.model.top_site]
         _, levels = model.level(top.unsqueeze(1), 0, top.shape[:-1], stochastic=False,
                                 draw=False)
-        torch.testing.assert_close(means["z1"], levels[0].latents.reshape(2, 3, cfg.model.z_dim))
-        torch.testing.assert_close(means["z0"], levels[1].latents.reshape(2, 6, cfg.model.z_dim))
+        parts, subparts = levels[0].latents, levels[1].latents.unflatten(1, (3, 2))
+        for t in range(3):
+            torch.testing.assert_close(means[f"z1_{t + 1}"], parts[:, t:t + 1])
+        for t in range(2):
+            torch.testing.assert_close(means[f"z0_{t + 1}"], subparts[:, :, t])
         torch.testing.assert_close(reconstruct(model, guide, x).canvas,
                                    model.decode(means[cfg.model.top_site], stochastic=False).canvas)

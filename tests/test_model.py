@@ -104,22 +104,31 @@ def test_model_trace_sites_and_shapes(small):
     assert latent == [cfg.model.top_site]
 
 
-def test_stochastic_levels_one_site_per_level(small):
+def test_stochastic_levels_a_site_per_level_and_step_each_fed_forward(small):
     cfg = small(stochastic_levels=True, taus=(3, 2))
     x = torch.rand(4, 1, 12, 12)
     model = rnp(cfg)
     trace = poutine.trace(model).get_trace(x)
-    assert [site_name(k) for k in (2, 1, 0)] == ["z2", "z1", "z0"]
-    assert trace.nodes["z1"]["fn"].event_shape == (3, cfg.model.z_dim)
-    assert trace.nodes["z0"]["fn"].event_shape == (6, cfg.model.z_dim)
-    assert trace.nodes["z0"]["value"].shape == (4, 6, cfg.model.z_dim)
-    # conditioning the level sites on their means gives the deterministic tree
+    sites = ("z2", "z1_1", "z1_2", "z1_3", "z0_1", "z0_2")
+    assert cfg.model.latent_sites == sites and site_name(0, 2) == "z0_2"
+    assert all(name in trace.nodes for name in sites)
+    assert trace.nodes["z1_2"]["fn"].event_shape == (1, cfg.model.z_dim)  # the root's child 2
+    assert trace.nodes["z0_1"]["fn"].event_shape == (3, cfg.model.z_dim)  # each part's child 1
+    assert trace.nodes["z0_1"]["value"].shape == (4, 3, cfg.model.z_dim)
+    # conditioning every site on its mean gives the deterministic tree
     z = trace.nodes["z2"]["value"]
     _, below = model.level(z.unsqueeze(-2), 0, z.shape[:-1], stochastic=False, draw=False)
-    means = {"z2": z, "z1": below[0].latents, "z0": below[1].latents}
+    parts, subparts = below[0].latents, below[1].latents.unflatten(1, (3, 2))
+    means = {"z2": z, **{f"z1_{t + 1}": parts[:, t:t + 1] for t in range(3)},
+             **{f"z0_{t + 1}": subparts[:, :, t] for t in range(2)}}
     conditioned = poutine.trace(poutine.condition(model, means)).get_trace(x)
     torch.testing.assert_close(conditioned.nodes["_RETURN"]["value"],
                                model.decode(z, stochastic=False).canvas)
+    # a sampled child is what its program's next step reads: moving it moves the next mean
+    moved = poutine.trace(poutine.condition(model, {**means, "z1_1": means["z1_1"] + 1})
+                          ).get_trace(x)
+    torch.testing.assert_close(moved.nodes["z1_1"]["fn"].mean, means["z1_1"])
+    assert not torch.allclose(moved.nodes["z1_2"]["fn"].mean, means["z1_2"])
 
 
 @pytest.mark.parametrize("likelihood", ["normal", "laplace", "continuous_bernoulli", "bernoulli"])
@@ -261,7 +270,7 @@ def test_stochastic_levels_train_with_the_encoder_guide(small):
     guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(4, 1, 12, 12)
     guide_trace = poutine.trace(guide).get_trace(x)
-    assert {"z2", "z1", "z0"} <= set(guide_trace.nodes)
+    assert set(cfg.model.latent_sites) <= set(guide_trace.nodes)
     elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
     loss = elbo.differentiable_loss(model, guide, x)
     assert torch.isfinite(loss)

@@ -111,7 +111,8 @@ def test_arviz_data_and_plots(tmp_path, tiny_config):
     assert observed["x"].shape == x.shape
     assert predictive["part_mass"].shape == (1, 10, 4, cfg.model.taus[0])
     assert observed["mean_intensity"].shape == (4,)
-    assert data["posterior"]["z1"].shape == (1, 10, 4, cfg.model.taus[0], cfg.model.z_dim)
+    # a site per level and step: z1_2 holds the root's second part of each image
+    assert data["posterior"]["z1_2"].shape == (1, 10, 4, 1, cfg.model.z_dim)
     for name in ("statistics.png", "images.png"):
         path = (check.plot_statistics if name == "statistics.png" else check.plot_images)(
             tmp_path / name)

@@ -6,13 +6,14 @@ programs emit. :class:`~rnp_pyro.guides.EncoderGuide` infers only z^K and draws 
 lower levels from that prior. :class:`LadderGuide` infers them too, top-down over
 the tree, as the model generates them:
 
-    q(z^K | x)            = Normal(ResNetEncoder(x))
-    q(z^k | z^{k+1}, x)   = Normal(m_k + delta, scale),  per node,
-    (delta, scale)        = head([features(crop), m_k])
+    q(z^K | x)                   = Normal(ResNetEncoder(x))
+    q(z^k_t | z^k_{<t}, z^{k+1}, x) = Normal(m + delta, scale),  per node and step,
+    (delta, scale)               = head([features(crop), m])
 
-where ``m_k`` and each node's action come from running the *model's own* programs
-on the parent latents the guide has sampled (``model.program``, as in
-``RNP.level``), and ``crop`` is the region of x
+one site per level and program step, as in the model: ``m`` and each node's action
+come from running the *model's own* programs, step by step, on the latents the guide
+has sampled (``model.program``, as in ``RNP.level``: each sampled child is what its
+program's next step reads), and ``crop`` is the region of x
 under the node: the root's crop is x, a child's is its parent's crop cropped under
 the child's action (:func:`rnp_pyro.spatial.crop`). One small network encodes the
 crops of every level (bottom-up evidence). The head's output layer starts at zero,
@@ -89,7 +90,8 @@ class LevelPosterior(nn.Module):
 
 @register
 class LadderGuide(EncoderGuide):
-    """q(z^K | x) q(z^{K-1} | z^K, x) ... q(z^0 | z^1, x), one site per level as in the model.
+    """q(z^K | x) q(z^{K-1} | z^K, x) ... q(z^0 | z^1, x), a site per level and step as
+    in the model.
 
     ``LadderGuide(model)`` needs a model with stochastic per-level latents, whose
     programs give each level's prior means and actions. q(z^K | x) is the encoder
@@ -115,7 +117,9 @@ class LadderGuide(EncoderGuide):
         self.posterior = LevelPosterior(features, tree.z_dim, tree.level_scale, hidden)
 
     def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
-        """Sample sites z{K-1} ... z0 top-down given z^K (*B, |z|) and the images x.
+        """Sample the sites of the levels below z^K (*B, |z|) top-down, one program step
+        at a time as the model does (each sample is what the program's next step
+        reads), given the images x.
 
         Returns the sampled latents of each level below the top, (*B, n_k, |z|).
         """
@@ -125,15 +129,22 @@ class LadderGuide(EncoderGuide):
         crops = x.expand(*lead, *tree.image_shape).reshape(-1, *tree.image_shape)
         levels = []
         for depth, tau in enumerate(tree.taus):
-            means, actions = self.model.program(parents, depth).run(tau)  # (N * n, tau, .)
-            crops = spatial.crop(crops.unsqueeze(1).expand(-1, tau, *tree.image_shape), actions,
-                                 tree.scale_offset, tree.rotation_range)
-            crops = crops.reshape(-1, *tree.image_shape)  # (N * n * tau, C, H, W)
-            means = means.reshape(-1, tree.z_dim)
-            delta, scale = self.posterior(self.crop_encoder(crops), means)
-            shaped = (*lead, -1, tree.z_dim)
-            q = dist.Normal((means + delta).reshape(shaped), scale.reshape(shaped)).to_event(2)
-            children = pyro.sample(site_name(len(tree.taus) - depth - 1), q)
-            levels.append(children)
+            level = len(tree.taus) - depth - 1
+            child_crops = []
+
+            def sample(t, means, actions, parent_crops=crops, level=level, child_crops=child_crops):
+                crop = spatial.crop(parent_crops, actions[:, 0], tree.scale_offset,
+                                    tree.rotation_range)  # (N * n, C, H, W)
+                child_crops.append(crop)
+                delta, scale = self.posterior(self.crop_encoder(crop), means[:, 0])
+                shaped = (*lead, -1, tree.z_dim)
+                q = dist.Normal((means[:, 0] + delta).reshape(shaped), scale.reshape(shaped))
+                return pyro.sample(site_name(level, t + 1), q.to_event(2)).reshape(means.shape)
+
+            programs = self.model.program(parents, depth,
+                                          patches=tree.program_input == "patch")
+            children, _ = programs.run(tau, self.model.input_of(programs), sample)
+            crops = torch.stack(child_crops, 1).reshape(-1, *tree.image_shape)
+            levels.append(children.reshape(*lead, -1, tree.z_dim))
             parents = children.reshape(-1, tree.z_dim)
         return levels
