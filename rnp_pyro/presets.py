@@ -77,8 +77,9 @@ def get(name: str, **overrides) -> RunConfig:
 
 def for_dataset(dataset: str, **overrides) -> RunConfig:
     """The preset for a dataset name (``scenes:NAME`` uses the scenes settings,
-    ``tinted:NAME`` the fashion-tinted ones, ``folder:PATH`` the fashion ones)."""
-    prefixes = {"scenes:": "scenes", "tinted:": "fashion-tinted"}
+    ``tinted:NAME`` the fashion-tinted ones, omniglot-evaluation the omniglot ones,
+    ``folder:PATH`` the fashion ones)."""
+    prefixes = {"scenes:": "scenes", "tinted:": "fashion-tinted", "omniglot-": "omniglot"}
     base = dataset if dataset in _PRESETS else next(
         (preset for prefix, preset in prefixes.items() if dataset.startswith(prefix)), "fashion")
     return get(base, dataset=dataset, **overrides)

@@ -57,10 +57,11 @@ class Level:
                      shaped(self.placed, 3), shaped(self.decoded, 3))
 
     @classmethod
-    def concat(cls, levels) -> "Level":
-        """Levels of (N, n_i, ...) nodes joined node-wise, in order."""
+    def concat(cls, levels, dim: int = 1) -> "Level":
+        """Levels of (N, n_i, ...) nodes joined node-wise (``dim=1``), in order, or
+        levels of (N_i, n, ...) joined tree-wise (``dim=0``)."""
         def joined(tensors):
-            return None if tensors[0] is None else torch.cat(tensors, 1)
+            return None if tensors[0] is None else torch.cat(tensors, dim)
 
         return cls(*(joined([getattr(level, f.name) for level in levels])
                      for f in dataclasses.fields(cls)))

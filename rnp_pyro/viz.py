@@ -59,8 +59,10 @@ def parse_figure(tree: Tree, images: torch.Tensor, path: str | Path, max_images:
 
     Columns: the input, its reconstruction, the parts coloured in the image's frame,
     then one box per part showing that part in its own frame with *its* sub-parts
-    coloured, bordered in the part's colour. Trees without sub-parts stop after the
-    parts column; a one-level tree (a baseline without parts) after the reconstruction.
+    coloured, bordered in the part's colour; then, when parts were decoded too
+    (``decode_parts``), each part's own patch in its frame. Trees without sub-parts
+    stop after the parts column; a one-level tree (a baseline without parts) after
+    the reconstruction.
     """
     canvas = tree.canvas
     if canvas.dim() != 4:
@@ -78,6 +80,11 @@ def parse_figure(tree: Tree, images: torch.Tensor, path: str | Path, max_images:
         for t in range(boxes.shape[1]):
             colour = PART_COLOURS[t % len(PART_COLOURS)]
             columns[f"part {t + 1}"] = _framed(boxes[:, t], zoom, colour)
+        if tree.levels[1].decoded is not None:
+            own = tree.levels[1].decoded_canvases[:m]
+            for t in range(own.shape[1]):
+                colour = PART_COLOURS[t % len(PART_COLOURS)]
+                columns[f"patch {t + 1}"] = _framed(_rgb(own[:, t]), zoom, colour)
     cells = torch.stack(list(columns.values()), 1).flatten(0, 1)  # row by row
     grid = _grid(cells, nrow=len(columns))
     return _save(grid, path, labels=list(columns), cell_width=cells.shape[-1])
@@ -108,9 +115,8 @@ def parse_trees(model, guide, images: torch.Tensor, batch_size: int = 500) -> Tr
                                    device=images.device)
             trees.append(guides.reconstruct(model, guide, images[indices],
                                             *guide_args(guide, indices, len(images))))
-    return Tree([Level(*(torch.cat([getattr(t.levels[i], f) for t in trees])
-                         for f in ("latents", "actions", "drawn", "placed")))
-                 for i in range(len(trees[0].levels))], trees[0].taus)
+    return Tree([Level.concat(levels, dim=0) for levels in zip(*(t.levels for t in trees))],
+                trees[0].taus)
 
 
 def cluster_programs(latents: torch.Tensor, clusters: int, seed: int = 0):

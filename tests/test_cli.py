@@ -250,3 +250,46 @@ def test_coloured_objects_train_with_the_eth80_preset_and_tinted_images_with_the
                     "--out", tinted, "--device", "cpu", "--no-progress")
     assert fitted.exit_code == 0, fitted.output
     assert json.loads((tinted / "config.json").read_text())["model"]["channels"] == 3
+
+
+def test_the_omniglot_transfer_adapts_the_encoder_on_the_evaluation_alphabets(tmp_path):
+    from test_data import write_omniglot
+
+    write_omniglot(tmp_path / "data")
+    small = ("--data-dir", tmp_path / "data", "--max-steps", 1, "--batch-size", 4,
+             "--device", "cpu", "--no-progress", "--set", "z_dim=8", "--set", "hyper_width=16")
+    background = tmp_path / "omniglot"
+    fitted = invoke("fit", "--dataset", "omniglot", "--out", background, *small)
+    assert fitted.exit_code == 0, fitted.output
+    out = tmp_path / "transfer"
+    adapted = invoke("fit", "--dataset", "omniglot-evaluation", "--init-from", background,
+                     "--freeze", "hyper_state,hyper_policy", "--out", out, *small)
+    assert adapted.exit_code == 0, adapted.output
+    source, target = (torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
+                      for folder in (background, out))
+    assert source.keys() == target.keys()
+    assert all(torch.equal(source[key], target[key]) for key in source)  # H kept as it was
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"]["dataset"] == "omniglot-evaluation" and saved["model"]["z_dim"] == 8
+
+
+@pytest.mark.parametrize("variant", [
+    ("--preset", "workshop"),
+    ("--program-input", "patch", "--stochastic-levels", "--guide", "ladder"),
+    ("--decode-parts", "--part-loss", "patch", "--part-loss-weight", "0.5",
+     "--part-loss-ramp", "4"),
+])
+def test_each_variant_of_the_papers_trains_from_the_command_line(variant, few_images, tmp_path):
+    out = tmp_path / "run"
+    fitted = invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--batch-size", 16,
+                    "--out", out, "--device", "cpu", "--no-progress", *variant)
+    assert fitted.exit_code == 0, fitted.output
+    saved = json.loads((out / "config.json").read_text())
+    if "--part-loss" in variant:
+        assert (saved["model"]["decode_parts"], saved["model"]["part_loss"],
+                saved["model"]["part_loss_weight"], saved["train"]["part_loss_ramp"]) == (
+            True, "patch", 0.5, 4)
+    elif "--preset" in variant:
+        assert saved["model"]["hypernetworks"] == 1 and saved["data"]["dataset"] == "strokes"
+    else:
+        assert saved["model"]["program_input"] == "patch" and saved["guide"]["kind"] == "ladder"

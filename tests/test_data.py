@@ -179,29 +179,47 @@ def test_unreadable_image_is_named(tmp_path):
 # ------------------------------------------------------------------ omniglot
 def write_omniglot(root: Path):
     """The extracted Omniglot tree torchvision expects: black strokes on white, 105x105."""
-    counts = {"images_background": {"Alpha": 2, "Beta": 1}, "images_evaluation": {"Gamma": 1}}
+    # {subset: {alphabet: (characters, drawings of each)}}
+    counts = {"images_background": {"Alpha": (2, 2), "Beta": (1, 2)},
+              "images_evaluation": {"Gamma": (2, 4)}}
     for subset, alphabets in counts.items():
-        for alphabet, characters in alphabets.items():
+        for alphabet, (characters, drawings) in alphabets.items():
             for character in range(characters):
                 folder = root / "omniglot-py" / subset / alphabet / f"character{character + 1:02d}"
                 folder.mkdir(parents=True)
-                for drawer in range(2):
+                for drawer in range(drawings):
                     picture = Image.new("L", (105, 105), 255)
                     picture.paste(0, (30, 30, 75, 75))  # a black square in the middle
-                    picture.convert("1").save(folder / f"{character:04d}_{drawer:02d}.png")
+                    picture.paste(0, (0, 100, 5 * drawer + 5, 105))  # the drawer's own mark
+                    picture.convert("1").save(folder / f"{character:04d}_{drawer + 1:02d}.png")
 
 
 def test_omniglot_is_inverted_and_resized(tmp_path):
     write_omniglot(tmp_path)
     train = load_images("omniglot", data_dir=tmp_path, download=False)
     test = load_images("omniglot", train=False, data_dir=tmp_path, download=False)
-    assert train.images.shape == (6, 1, 28, 28) and test.images.shape == (2, 1, 28, 28)
+    assert train.images.shape == (6, 1, 28, 28) and test.images.shape == (8, 1, 28, 28)
     assert sorted(train.labels.tolist()) == [0, 0, 1, 1, 2, 2]
     assert train.images.min() >= 0 and train.images.max() <= 1
     assert torch.all(train.images[:, 0, 14, 14] == 1)  # the stroke is bright
     assert torch.all(train.images[:, 0, 0, 0] == 0)  # the paper is black
     with pytest.raises(DataError, match="omniglot-py"):
         load_images("omniglot", data_dir=tmp_path / "elsewhere", download=False)
+
+
+def test_the_evaluation_alphabets_split_each_characters_drawings(tmp_path):
+    write_omniglot(tmp_path)
+    everything = load_images("omniglot", train=False, data_dir=tmp_path, download=False)
+    train = load_images("omniglot-evaluation", data_dir=tmp_path, download=False)
+    test = load_images("omniglot-evaluation", train=False, data_dir=tmp_path, download=False)
+    # three of each character's four drawings to adapt on, the fourth to test
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1] and test.labels.tolist() == [0, 1]
+    seen = torch.cat([train.images, test.images])
+    assert len(seen) == len(everything.images) == 8
+    assert len({tuple(image.flatten().tolist()) for image in seen}) == 4  # drawers' marks
+    torch.testing.assert_close(test.images, everything.images[[3, 7]])
+    limited = load_images("omniglot-evaluation", data_dir=tmp_path, download=False, limit=2)
+    torch.testing.assert_close(limited.images, train.images[:2])
 
 
 # ------------------------------------------------------------------ folders of images

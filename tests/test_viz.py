@@ -150,6 +150,17 @@ def test_parse_figure_borders_each_part_box_in_its_colour(tmp_path):
         assert matches >= 2 * 4 * 2 * SIZE  # at least the frame's four sides, for each image
 
 
+def test_parse_figure_adds_each_parts_own_patch_when_parts_were_decoded(tmp_path):
+    tree = synthetic_tree(2, taus=(4, 4))
+    plain = png_size(parse_figure(tree, tree.canvas.clamp(0, 1), tmp_path / "plain.png"))
+    parts = tree.levels[1]
+    parts.decoded = torch.rand(2, 4, 1, 5, 5)  # patches smaller than the image
+    decoded = png_size(parse_figure(tree, tree.canvas.clamp(0, 1), tmp_path / "decoded.png"))
+    column = (plain[0] - png_size(parse_figure(synthetic_tree(2, taus=(4,)), tree.canvas.clamp(
+        0, 1), tmp_path / "parts.png"))[0]) // 4
+    assert decoded == (plain[0] + 4 * column, plain[1])  # one more box per part
+
+
 def test_parse_figure_rejects_images_that_do_not_match_the_tree(tmp_path):
     tree = synthetic_tree(2)
     with pytest.raises(ValueError, match="images the tree was decoded from"):

@@ -19,8 +19,8 @@ from .files import (ENV_VAR, MNIST_FILES, download_into_first_writable, has_mnis
 from .images import ImageSet, to_unit_images
 from .synthetic import compose_scenes, draw_strokes, tint
 
-DATASETS = ("fashion", "mnist", "omniglot", "strokes", "folder:PATH", "scenes:NAME",
-            "tinted:NAME")
+DATASETS = ("fashion", "mnist", "omniglot", "omniglot-evaluation", "strokes", "folder:PATH",
+            "scenes:NAME", "tinted:NAME")
 STROKES_SPLITS = {True: (10000, 0), False: (2000, 1)}  # train?: (size, seed)
 SCENE_SEEDS = {True: 0, False: 1}  # train?: seed of the objects' placement
 TINT_SEEDS = {True: 2, False: 3}  # train?: seed of the images' colours
@@ -31,7 +31,10 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
                 limit: int | None = None) -> ImageSet:
     """The train or test images of a named dataset, resized to ``image_size``.
 
-    ``name`` is one of fashion, mnist, omniglot, strokes, ``folder:PATH`` for a
+    ``name`` is one of fashion, mnist, omniglot (train: the background alphabets,
+    test: the evaluation ones), omniglot-evaluation (the evaluation alphabets, each
+    character's last quarter of drawings for test: the set a model trained on the
+    background alphabets transfers to), strokes, ``folder:PATH`` for a
     folder of images (optionally in one subfolder per class, and in ``train``/``test``
     subfolders to split them; otherwise both splits are the whole folder), or
     ``scenes:NAME`` for pairs of NAME's images placed on one canvas (:func:`compose_scenes`),
@@ -69,7 +72,7 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
         return dataclasses.replace(tint(grey, seed=TINT_SEEDS[train]), name=f"{name} {split}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of fashion, mnist, omniglot, "
-                        f"strokes, folder:PATH for a folder of images, scenes:NAME for "
+                        f"omniglot-evaluation, strokes, folder:PATH for a folder of images, scenes:NAME for "
                         f"pairs of NAME's images on one canvas, or tinted:NAME for NAME's "
                         f"images in colour")
     if channels != 1:
@@ -84,6 +87,10 @@ def load_images(name: str, *, train: bool = True, data_dir: str | Path | None = 
     roots = search_roots(data_dir)
     if name == "omniglot":
         pixels, labels = _read_omniglot(roots, train, download, limit)
+    elif name == "omniglot-evaluation":
+        pixels, labels = _read_omniglot(roots, False, download, None)
+        keep = _drawings_of_split(labels, train)[:limit]
+        pixels, labels = pixels[keep], labels[keep]
     else:
         pixels, labels = _read_mnist_family(name, roots, data_dir, train, download, limit)
     return ImageSet(to_unit_images(pixels, image_size), labels, f"{name} {split}")
@@ -183,6 +190,16 @@ def _read_omniglot(roots, train, download, limit):
         pictures.append(picture)
         labels.append(label)
     return 255 - torch.stack(pictures), torch.tensor(labels)
+
+
+def _drawings_of_split(labels: torch.Tensor, train: bool) -> torch.Tensor:
+    """Indices of each character's first three quarters of drawings (``train``) or the
+    rest (at least one per character), in the order read."""
+    rank = torch.zeros_like(labels)
+    for label in labels.unique():
+        where = (labels == label).nonzero().squeeze(1)
+        rank[where] = torch.arange(len(where)) * 4 // len(where)  # quarter 0 to 3
+    return ((rank < 3) if train else (rank == 3)).nonzero().squeeze(1)
 
 
 def _read_folder(folder: Path, train: bool, channels: int, image_size: int, limit):
