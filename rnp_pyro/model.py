@@ -69,8 +69,8 @@ class ModelConfig:
 
     # --- networks generated per node ---
     hyper_width: int = 64
-    hyper_state_layers: int = 4  # hidden layers of H_state (H_policy has one fewer)
-    hyper_policy_layers: int = 3
+    hyper_state_layers: int = 4  # hidden layers of H_state, or of the one H
+    hyper_policy_layers: int = 3  # hidden layers of H_policy (one fewer, as in the code)
     # Initial std of the hypernetworks' output weights; fixed gains divide it back out,
     # so each generated tensor changes by about lr / hyper_output_std of its size per
     # Adam step whatever its fan-in (docs/architecture.md, benchmarks/RESULTS.md).
@@ -271,7 +271,7 @@ class RNP(PyroModule):
     # ------------------------------------------------------------------ programs
     def program(self, z: torch.Tensor, depth: int, patches: bool = False) -> program.Program:
         """The programs of nodes at tree depth ``depth`` with latents z (N, |z|);
-        with ``patches``, the decoder of their (leaf) children's patches too."""
+        with ``patches``, the decoder of their children's patches too."""
         i = 0 if self.config.shared_hypernetworks else depth
         hypernetworks = ([self.hyper_state[i], self.hyper_policy[i]]
                          if self.config.hypernetworks == 2 else [self.hyper[i]])
@@ -311,12 +311,6 @@ class RNP(PyroModule):
         if self.compile_programs and to_input is None and feed is None:
             return _compiled_run(programs, tau)
         return programs.run(tau, to_input, feed)
-
-    @property
-    def draws_parts(self) -> bool:
-        """Whether every program level gets a patch decoder, not only the last: to decode
-        parts, or to feed their patches to the next step."""
-        return self.config.decode_parts or self.config.program_input == "patch"
 
     # ------------------------------------------------------------------ the tree
     def level(self, z: torch.Tensor, depth: int, lead: torch.Size, stochastic: bool,
