@@ -10,8 +10,7 @@ from __future__ import annotations
 import click
 import torch
 
-from rnp_pyro import spatial
-from rnp_pyro.model import part_loss
+from rnp_pyro.model import part_crops, part_loss
 from rnp_pyro.run import load_run, test_images
 
 
@@ -24,9 +23,7 @@ def main(run_dir, images):
     x = test_images(run.config, limit=images)
     with torch.no_grad():
         tree = run.model.decode(run.guide.encode(x)[0])
-        parts = tree.levels[1]
-        crops = spatial.crop(x.unsqueeze(-4).expand(*parts.canvases.shape), parts.actions,
-                             config.scale_offset, config.rotation_range)
+        crops = part_crops(tree, x, config.scale_offset, config.rotation_range)
         flat = (crops - crops.mean((-1, -2), keepdim=True)).pow(2).sum((-1, -2, -3)).mean(-1)
         for own in (True, False):
             loss = part_loss(tree, x, config.scale_offset, config.rotation_range, own_patches=own)

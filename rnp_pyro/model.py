@@ -510,7 +510,15 @@ def part_loss(tree: Tree, x: torch.Tensor, scale_offset: float = 2.0,
     """
     parts = tree.levels[1]
     drawn = parts.decoded_canvases if own_patches else parts.canvases
-    target = x.unsqueeze(-4).expand(*drawn.shape)
-    with torch.no_grad():
-        crops = spatial.crop(target, parts.actions, scale_offset, rotation_range)
+    crops = part_crops(tree, x, scale_offset, rotation_range)
     return (drawn - crops).pow(2).sum((-1, -2, -3)).mean(-1)
+
+
+def part_crops(tree: Tree, x: torch.Tensor, scale_offset: float = 2.0,
+               rotation_range: float = math.pi) -> torch.Tensor:
+    """(*B, tau, C, H, W): the crop of x under each top-level part's action, the
+    target of eq. 2 (no gradient)."""
+    parts = tree.levels[1]
+    with torch.no_grad():
+        return spatial.crop(x.unsqueeze(-4).expand(*parts.placed.shape), parts.actions,
+                            scale_offset, rotation_range)
