@@ -7,6 +7,7 @@
     run = rnp_pyro.fit(config, "runs/fashion") # or: rnp-pyro fit --dataset fashion
     run = rnp_pyro.pretrained("fashion")       # trained 30 epochs, shipped with the package
     rnp_pyro.evaluate(run.model, run.guide, x, iwae_samples=100)  # ELBO, log p(x) bound
+    with rnp_pyro.frozen(run.model): ...        # fit a guide with Pyro's SVI, networks fixed
 
 Importing the package defines names and does nothing else: it changes no Pyro
 setting, and each submodule is imported when it is first used.
@@ -21,7 +22,8 @@ _NAMES = {
     "RNP": "model", "ModelConfig": "model", "ConvVAE": "baselines", "RunConfig": "config",
     "GuideConfig": "config", "Run": "run", "Tree": "tree", "Level": "tree",
     "fit": "train", "evaluate": "metrics", "evaluate_run": "run", "guide_for": "run",
-    "load_run": "run", "pretrained": "hub",
+    "load_run": "run", "pretrained": "hub", "frozen": "modes",
+    "log_likelihood_elpd": "metrics",
 }
 _SUBMODULES = ("baselines", "config", "data", "guides", "hub", "infer", "model", "ppc", "presets",
                "run", "spatial", "viz")

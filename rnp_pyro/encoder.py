@@ -64,9 +64,9 @@ class ResNetEncoder(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), *layers)
         self.loc = nn.Linear(features, z_dim)
         self.scale = nn.Linear(features, z_dim)
-        # channels-last weights and images run the convolutions in oneDNN's native
-        # layout on CPUs (about 10% faster there); the math is unchanged
-        self.to(memory_format=torch.channels_last)
+        # The weights stay contiguous: Pyro's param store keeps a contiguous copy of a
+        # channels-last weight, which the classic SVI loop would train in its place.
+        # Channels-last images alone put the convolutions in oneDNN's native layout.
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_batch_shape(x, self.image_shape, "the encoder")

@@ -19,7 +19,14 @@ def frozen(*modules: torch.nn.Module):
     """Parameters that take no gradient (eval mode too); both restored afterwards.
 
     For inference with the networks held fixed: only the latents (or a guide's own
-    parameters) are then differentiated.
+    parameters) are then differentiated. Pyro's classic ``SVI`` steps every parameter
+    it sees in the model's trace, trained networks included; inside this block those
+    get no gradient, so it steps only the guide's::
+
+        with rnp_pyro.frozen(run.model):
+            svi = pyro.infer.SVI(run.model, AutoNormal(run.model), pyro.optim.Adam({}), elbo)
+            for _ in range(300):
+                svi.step(x)
     """
     flags = {p: p.requires_grad for module in modules for p in module.parameters()}
     for module in modules:

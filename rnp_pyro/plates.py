@@ -25,7 +25,34 @@ def data_plate(x: torch.Tensor, indices: torch.Tensor | None = None,
     if indices.shape != (batch,):
         raise ValueError(f"indices must hold one position per image, shape ({batch},); "
                          f"got {tuple(indices.shape)}")
-    return pyro.plate("data", dataset_size or batch, subsample=indices, dim=-1)
+    return _IndexedPlate("data", dataset_size or batch, subsample=indices, dim=-1)
+
+
+class _IndexedPlate(pyro.plate):
+    """A subsampled ``pyro.plate`` whose per-item parameters are always the batch's rows.
+
+    Pyro selects the rows of a parameter declared with ``event_dim`` only when the batch
+    is smaller than the plate; a batch as large as the dataset in another order (a
+    shuffled full batch) would get the rows in stored order, and image i would be
+    fitted with image j's parameters. Here such a batch gets its own rows too.
+    """
+
+    def _postprocess_message(self, msg) -> None:
+        super()._postprocess_message(msg)
+        event_dim = msg["kwargs"].get("event_dim")
+        if msg["type"] != "param" or event_dim is None or self.subsample_size < self.size:
+            return  # not a per-item parameter, or Pyro has selected its rows
+        value, dim = msg["value"], self.dim - event_dim
+        if value.dim() < -dim or value.shape[dim] == 1:
+            return  # broadcast along the plate: shared by every item
+        selected = value.index_select(dim, self._indices.to(value.device))
+        # what Pyro keeps on rows it selects, for optimisers of sparse updates
+        param = getattr(value, "_pyro_unconstrained_param", None)
+        if param is None and hasattr(value, "unconstrained"):
+            param = value.unconstrained()
+        if param is not None:
+            selected._pyro_unconstrained_param = param
+        msg["value"] = selected
 
 
 def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: str) -> None:

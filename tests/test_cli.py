@@ -143,10 +143,10 @@ def test_ppc_writes_plots_p_values_and_summary(few_images, tmp_path):
     summary = json.loads((out / "ppc" / "summary.json").read_text())
     assert (summary["guide"], summary["images"], summary["samples"]) == ("delta", 6, 5)
     assert set(summary["statistics"]) == {"mean_intensity", "ink_fraction", "edge_energy",
-                                          "part_mass"}
+                                          "deviance", "part_mass"}
     assert "edge_energy: mean_p_value" in checked.output
     rows = (out / "ppc" / "p_values.csv").read_text().splitlines()
-    assert rows[0].startswith("image,mean_intensity,ink_fraction,edge_energy,part_mass_0")
+    assert rows[0].startswith("image,mean_intensity,ink_fraction,edge_energy,deviance,part_mass_0")
     assert len(rows) == 7
     assert all(0 <= float(p) <= 1 for row in rows[1:] for p in row.split(",")[1:])
     for name in ("statistics.png", "images.png"):

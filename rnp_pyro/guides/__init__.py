@@ -13,16 +13,16 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from .registry import (Guide, GuideConfig, guide_class, guide_for_model, is_per_image, names,
-                       register)
+from .registry import (Guide, GuideConfig, guide_class, guide_for_model, is_per_image,
+                       keeps_positions, names, register)
 from .encoder import EncoderGuide
 from .local import ImageDelta, ImageNormal
 from .ladder import LadderGuide
 from .refined import RefinedGuide
 
 __all__ = ["EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal", "LadderGuide",
-           "RefinedGuide", "build", "decode_latents", "guide_class", "is_per_image", "names",
-           "posterior_means", "reconstruct", "register"]
+           "RefinedGuide", "build", "decode_latents", "guide_class", "is_per_image",
+           "keeps_positions", "names", "posterior_means", "reconstruct", "register"]
 
 
 def build(config: GuideConfig, model, *, example=None, dataset_size: int | None = None,
@@ -38,11 +38,15 @@ def build(config: GuideConfig, model, *, example=None, dataset_size: int | None 
 
 
 class _Means(Messenger):
-    """Every latent site takes its distribution's mean instead of a sample."""
+    """Every latent site takes its distribution's mean instead of a sample; a
+    distribution with no mean in closed form (a normalising flow's) is sampled."""
 
     def _pyro_sample(self, msg):
         if not msg["is_observed"] and not site_is_subsample(msg):
-            msg["value"] = msg["fn"].mean
+            try:
+                msg["value"] = msg["fn"].mean
+            except NotImplementedError:
+                return
             msg["done"] = True
 
 

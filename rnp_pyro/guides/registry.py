@@ -93,6 +93,16 @@ def is_per_image(guide) -> bool:
     return bool(getattr(guide, "per_image", False))
 
 
+def keeps_positions(guide) -> bool:
+    """Whether a guide knows images only by their position in the batch it was built on:
+    Pyro's autoguides other than the library's per-image ones. Such a guide is fitted
+    and evaluated on its whole set of images as one batch; a smaller batch would be
+    given the parameters of other images."""
+    from pyro.infer.autoguide import AutoGuide
+
+    return isinstance(guide, AutoGuide) and not is_per_image(guide)
+
+
 @dataclass(frozen=True)
 class GuideConfig:
     """Which guide a run trains, and the settings of its networks."""

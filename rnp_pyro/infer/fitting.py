@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..data import batch_indices
-from ..guides.registry import is_per_image
+from ..errors import check_count
+from ..guides.registry import is_per_image, keeps_positions
 from ..modes import frozen, own_random_stream
 from .objectives import make_objective
 
@@ -35,8 +36,18 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
     """Train only ``guide``'s parameters on ``images`` for ``steps`` steps; the losses.
 
     The model is frozen (no gradients, eval mode) throughout. Losses are in nats
-    per image. The caller's random stream is left as it was.
+    per image. The caller's random stream is left as it was. Batches are shuffled;
+    per-image guides get each batch's indices, so every image is fitted with its own
+    parameters. Pyro's other autoguides know images by position only and are fitted
+    on all images at once (``batch_size`` at least the number of images).
     """
+    check_count("steps", steps)
+    check_count("batch_size", batch_size)
+    if keeps_positions(guide) and batch_size < len(images):
+        raise ValueError(f"{type(guide).__name__} knows images by their position in the batch, "
+                         f"so a batch of {batch_size} of the {len(images)} images would be fitted "
+                         f"with other images' parameters: pass batch_size={len(images)}, or use "
+                         f"a per-image guide (rnp_pyro.guides.ImageNormal, ImageDelta)")
     elbo = make_objective(objective, num_particles)
     parameters = [p for p in guide.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr)
