@@ -11,7 +11,8 @@ on the first ``--nuts-sims`` images, in one joint chain per group of
 ``--nuts-group`` images, and keeps every ``--thin``-th of L * thin draws.
 
 Writes OUT.json (per method: the chi-square test of the pooled ranks, the share of
-coordinates whose own test rejects at 1%, the outer-tenth share, the mean rank,
+coordinates whose own test rejects at 1%, the share of ranks in the outer tenth
+(0.1 when calibrated), the mean rank / L,
 seconds) and OUT.png (rank histograms). Without ``--run`` it uses
 ``rnp_pyro.pretrained("fashion")``.
 
@@ -109,7 +110,7 @@ def summarise(truth: torch.Tensor, draws: torch.Tensor, seconds: float, seed: in
     rejected = sum(rank_uniformity(ranks[:, d], len(draws), bins=bins).p_value < 0.01
                    for d in range(ranks.shape[1])) / ranks.shape[1]
     return {"images": len(truth), "chi2": pooled.chi2, "p_value": pooled.p_value,
-            "coordinates_rejected_at_1pct": rejected, "outer_tenth_share": pooled.outer,
+            "coordinates_rejected_at_1pct": rejected, "outer_share": pooled.outer,
             "mean_rank": pooled.mean, "counts": pooled.counts, "seconds": round(seconds, 1),
             "ranks": ranks.tolist()}
 

@@ -43,8 +43,8 @@ class RankTest:
     """A chi-square test of ranks against the uniform distribution on 0..L.
 
     ``counts`` holds the ranks in ``bins`` equal bins; ``outer`` is the share of ranks
-    in the lowest and highest tenth of 0..L (0.1 when calibrated, more for posteriors
-    that are too narrow); ``mean`` is the mean rank / L (0.5 when calibrated, below for
+    in the lowest and highest twentieth of 0..L (0.1 in all when calibrated, more for
+    posteriors that are too narrow, less for too wide ones); ``mean is the mean rank / L (0.5 when calibrated, below for
     posteriors that lie above the truth).
     """
 
@@ -68,7 +68,7 @@ def rank_uniformity(ranks: torch.Tensor, num_draws: int, bins: int = 20) -> Rank
         raise ValueError(f"ranks must lie in 0..{num_draws}")
     counts = torch.bincount(ranks // (values // bins), minlength=bins)
     chi2, p_value = stats.chisquare(counts.numpy())
-    tenth = values / 10
-    outer = ((ranks < tenth) | (ranks >= values - tenth)).double().mean().item()
+    twentieth = values / 20
+    outer = ((ranks < twentieth) | (ranks >= values - twentieth)).double().mean().item()
     return RankTest(tuple(counts.tolist()), float(chi2), float(p_value), outer,
                     ranks.double().mean().item() / num_draws)
