@@ -56,9 +56,10 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     # Pyro's argument checks would raise on NaN canvases; the metrics say NaN instead
     with evaluating(model, guide), own_random_stream(seed, images.device), \
             pyro.validation_enabled(False):
-        batch = count if guides.keeps_positions(guide) else min(batch_size, count)
-        first = torch.arange(batch, device=images.device)
-        shared = shared_latents(guide, images[first], *guide_args(guide, first, count))
+        positional = guides.keeps_positions(guide)
+        batch = count if positional else min(batch_size, count)
+        probe = torch.arange(count if positional else 1, device=images.device)
+        shared = shared_latents(guide, images[probe], *guide_args(guide, probe, count))
         if shared:
             if per_image:
                 raise ValueError(f"per-image metrics were asked for, but the guide draws "

@@ -55,11 +55,12 @@ def test_the_classic_svi_loop_trains_the_model_through_the_param_store(tiny_conf
 def test_pyros_autonormal_guides_the_model_under_svi(tiny_config):
     model, _ = tiny_model(tiny_config)
     guide = AutoNormal(model)
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), loss=Trace_ELBO())
+    # the classic loop steps the networks as well as the guide (at 0.05 they diverge)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.005}), loss=Trace_ELBO())
     x = images(8)
     pyro.set_rng_seed(0)
     losses = [svi.step(x) for _ in range(40)]
-    assert sum(losses[-5:]) < sum(losses[:5])
+    assert sum(losses[-5:]) < 0.9 * sum(losses[:5])
     assert "AutoNormal.locs.z2" in pyro.get_param_store().keys()
 
 
