@@ -141,16 +141,29 @@ def trained(tiny_config, tmp_path_factory):
     return fit(tiny_config(), tmp_path_factory.mktemp("run") / "run", max_steps=40,
                device="cpu", progress=False, train_set=train_set, test_set=test_set), test_set
 
-@pytest.mark.parametrize("name", ["normal", "delta"])
-def test_a_per_image_guide_fitted_from_the_encoder_never_ends_below_it(name, trained):
+def test_a_per_image_normal_fitted_from_the_encoder_never_ends_below_it(trained):
     run, test_set = trained
     x = test_set.images  # 16 images, one shuffled full batch per step
-    encoder = evaluate(run.model, run.guide, x, iwae_samples=64, per_image=True)
-    fitted, _ = guide_for(run, x, name, fit_steps=100)
-    ours = evaluate(run.model, fitted, x, iwae_samples=64, per_image=True)
+    encoder = evaluate(run.model, run.guide, x, iwae_samples=1024, per_image=True)
+    fitted, _ = guide_for(run, x, "normal", fit_steps=300)
+    ours = evaluate(run.model, fitted, x, iwae_samples=1024, per_image=True)
     assert ours["elbo_nats_per_image"] > encoder["elbo_nats_per_image"]
     worse = [e - o for e, o in zip(encoder["per_image"]["elbo"], ours["per_image"]["elbo"])]
     assert max(worse) < 1.0  # no image lost more than Monte Carlo noise
+
+
+def test_a_per_image_point_fitted_from_the_encoder_never_ends_below_its_start(trained):
+    # a point mass has no ELBO: its number is log p(x, z*), to be compared at the start.
+    # MAP by Adam is not monotone: at lr 0.05 one of these images overshoots to 6.5 nats
+    # below its start; at 0.01 every image climbs
+    run, test_set = trained
+    x = test_set.images
+    start, _ = guide_for(run, x, "delta", fit_steps=1, lr=1e-12)
+    fitted, _ = guide_for(run, x, "delta", fit_steps=300, lr=0.01)
+    before = evaluate(run.model, start, x, per_image=True)["per_image"]["elbo"]
+    after = evaluate(run.model, fitted, x, per_image=True)["per_image"]["elbo"]
+    assert sum(after) > sum(before)
+    assert all(a > b - 1e-3 for a, b in zip(after, before))
 
 
 def test_arviz_compare_ranks_guides_by_their_per_image_bounds(trained, tiny_config):
