@@ -207,15 +207,32 @@ def test_pyros_classic_loop_on_a_trained_model_trains_only_the_guide_when_frozen
     run.model.load_state_dict(before)
 
 
-def test_jit_trace_elbo_runs_with_the_encoder_guide(tiny_config):
-    model, guide = build(tiny_config())
+@pytest.mark.parametrize("name", ["encoder", "ladder"])
+def test_jit_trace_elbo_trains_the_amortized_guides(name, tiny_config):
+    model, guide = build(tiny_config(guide=name, stochastic_levels=name == "ladder"))
     x = torch.rand(4, *tiny_config().model.image_shape)
+    before = {k: v.clone() for k, v in guide.state_dict().items()}
     svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}),
                          pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True))
     pyro.set_rng_seed(0)
     losses = [svi.step(x) for _ in range(3)]
     assert all(math.isfinite(loss) for loss in losses)
-    # the store holds the very tensors the encoder computes with, so they train
+    # the store holds the very tensors the guide computes with, so every weight trains
     stored = {id(p) for p in pyro.get_param_store().values()} | {
         id(p.unconstrained()) for p in pyro.get_param_store().values()}
     assert all(id(p) in stored for p in guide.parameters())
+    unchanged = [k for k, v in guide.named_parameters() if torch.equal(v, before[k])]
+    assert not unchanged
+
+
+@pytest.mark.parametrize("name, why", [("refined", "optimisation loop"),
+                                       ("normal", "dataset size"), ("delta", "dataset size")])
+def test_jit_trace_elbo_refuses_the_other_guides_in_one_line(name, why, tiny_config):
+    x = torch.rand(4, *tiny_config().model.image_shape)
+    model, guide = build(tiny_config(guide=name, refine_steps=2), example=x, dataset_size=4)
+    args = (torch.arange(4), 4) if guide.per_image else ()
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}),
+                         pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True))
+    with pytest.raises(TypeError, match=f"JitTrace_ELBO cannot compile .*{why}") as error:
+        svi.step(x, *args)
+    assert "\n" not in str(error.value)

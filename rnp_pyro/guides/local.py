@@ -9,6 +9,8 @@ against (its amortization gap).
 
 from __future__ import annotations
 
+import sys
+
 import pyro
 import torch
 from pyro.distributions.transforms import biject_to
@@ -41,6 +43,11 @@ class _PerImage(Guide):
             super().__init__(*args, **kwargs)
 
     def __call__(self, *args, **kwargs):
+        if _compiling_with_pyro_jit():
+            raise TypeError(f"JitTrace_ELBO cannot compile the per-image guide {self.name!r}: it "
+                            f"takes the dataset size, an int, which torch.jit.trace cannot take, "
+                            f"and keeps its parameters out of Pyro's global store; use "
+                            f"Trace_ELBO")
         with pyro.settings.context(module_local_params=True):
             return super().__call__(*args, **kwargs)
 
@@ -86,3 +93,14 @@ class ImageDelta(_PerImage, AutoDelta):
 
     def _top_parameters(self, top, loc, scale):
         return [(self, top, loc)]
+
+
+def _compiling_with_pyro_jit() -> bool:
+    """Whether Pyro's JIT (``pyro.ops.jit``, behind JitTrace_ELBO and its kin) is
+    preparing a compiled function that calls this guide."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "__call__" and frame.f_globals.get("__name__") == "pyro.ops.jit":
+            return True
+        frame = frame.f_back
+    return False

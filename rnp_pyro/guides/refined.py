@@ -40,6 +40,10 @@ class RefinedGuide(EncoderGuide):
     def refine(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) after ``steps`` (default config.refine_steps) Adam steps on -ELBO(x_i)."""
+        if torch.jit.is_tracing():
+            raise TypeError("JitTrace_ELBO cannot compile the refined guide: its per-image Adam "
+                            "steps are an optimisation loop inside the guide, which "
+                            "torch.jit.trace cannot record; use Trace_ELBO")
         steps = self.config.refine_steps if steps is None else steps
         loc = loc.clone().requires_grad_(True)
         log_scale = scale.log().requires_grad_(True)
