@@ -5,13 +5,21 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from rnp_pyro import data
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_posterior_predictive_notebook_runs_on_the_shipped_model(tmp_path, monkeypatch):
     # as a user opens it, in a folder of its own with no run in it: the shipped model
+    try:
+        data.load_images("fashion", train=False, limit=1, download=False)
+    except data.DataError:
+        pytest.skip("the notebook reads Fashion-MNIST's test images: apt-get install "
+                    "dataset-fashion-mnist (as .ci/run does)")
     for name in ("RNP_PPC_RUN", "RNP_PPC_IMAGES", "RNP_PPC_SAMPLES"):
         monkeypatch.delenv(name, raising=False)
     notebook = nbformat.read(EXAMPLES / "posterior_predictive.ipynb", as_version=4)
