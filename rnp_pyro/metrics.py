@@ -70,8 +70,9 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
         for x, args in _batches(images, batch, guide):
             squared_error += (guides.reconstruct(model, guide, x, *args).canvas - x).square().sum()
         if shared:
+            x, args = next(_batches(images, count, guide))
             elbos, bounds = log_likelihood_bounds(
-                _log_weights(model, guide, images, _all(images, guide), iwae_samples, False))
+                _log_weights(model, guide, x, args, iwae_samples, per_image=False))
             elbos, bounds = elbos / count, bounds / count
         else:
             chunk = max(1, min(batch, DECODES_PER_CHUNK // iwae_samples))
@@ -95,10 +96,6 @@ def _batches(images: torch.Tensor, batch_size: int, guide):
     count = len(images)
     for indices in data.batch_indices(count, batch_size, shuffle=False, device=images.device):
         yield images[indices], guide_args(guide, indices, count)
-
-
-def _all(images: torch.Tensor, guide) -> tuple:
-    return guide_args(guide, torch.arange(len(images), device=images.device), len(images))
 
 
 def _log_weights(model, guide, x, args, samples: int, per_image: bool = True) -> torch.Tensor:

@@ -45,14 +45,7 @@ class _IndexedPlate(pyro.plate):
         value, dim = msg["value"], self.dim - event_dim
         if value.dim() < -dim or value.shape[dim] == 1:
             return  # broadcast along the plate: shared by every item
-        selected = value.index_select(dim, self._indices.to(value.device))
-        # what Pyro keeps on rows it selects, for optimisers of sparse updates
-        param = getattr(value, "_pyro_unconstrained_param", None)
-        if param is None and hasattr(value, "unconstrained"):
-            param = value.unconstrained()
-        if param is not None:
-            selected._pyro_unconstrained_param = param
-        msg["value"] = selected
+        msg["value"] = value.index_select(dim, self._indices.to(value.device))
 
 
 def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: str) -> None:

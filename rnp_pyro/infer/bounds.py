@@ -38,6 +38,9 @@ def log_weights(model, guide, x: torch.Tensor, *args, num_samples: int = 1,
     with pyro.plate("particles", num_samples, dim=-2):
         guide_trace = poutine.trace(guide).get_trace(x, *args)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, *args)
+    names = _shared_names(guide_trace)
+    if per_image and names:
+        raise ValueError(_joint_message(names, x.shape[-4]))
     shape = (num_samples, x.shape[-4])
     weights, shared = x.new_zeros(shape), x.new_zeros(num_samples)
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
@@ -48,12 +51,7 @@ def log_weights(model, guide, x: torch.Tensor, *args, num_samples: int = 1,
                 weights = weights + log_prob.expand(shape)
             else:
                 shared = shared + log_prob.reshape(num_samples, -1).sum(-1)
-    if per_image:
-        names = _shared_names(guide_trace)
-        if names:
-            raise ValueError(_joint_message(names, x.shape[-4]))
-        return weights
-    return weights.sum(-1) + shared
+    return weights if per_image else weights.sum(-1) + shared
 
 
 def shared_latents(guide, x: torch.Tensor, *args) -> list[str]:

@@ -44,8 +44,8 @@ class RankTest:
 
     ``counts`` holds the ranks in ``bins`` equal bins; ``outer`` is the share of ranks
     in the lowest and highest twentieth of 0..L (0.1 in all when calibrated, more for
-    posteriors that are too narrow, less for too wide ones); ``mean is the mean rank / L (0.5 when calibrated, below for
-    posteriors that lie above the truth).
+    posteriors that are too narrow, less for too wide ones); ``mean`` is the mean
+    rank / L (0.5 when calibrated, below for posteriors that lie above the truth).
     """
 
     counts: tuple[int, ...]
