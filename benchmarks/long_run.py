@@ -32,7 +32,8 @@ import torch  # noqa: E402
 import rnp_pyro  # noqa: E402
 from rnp_pyro import hub, presets  # noqa: E402
 from rnp_pyro.config import parse_switches  # noqa: E402
-from rnp_pyro.run import evaluate_run, figures_run, has_checkpoint, read_metrics  # noqa: E402
+from rnp_pyro.folder import has_checkpoint, read_metrics  # noqa: E402
+from rnp_pyro.run import evaluate_run, figures_run  # noqa: E402
 
 LABELS = {"rnp": "RNP (fashion preset)", "convvae": "conv VAE"}
 SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes

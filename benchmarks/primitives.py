@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 import rnp_pyro
-from rnp_pyro.run import has_checkpoint, read_metrics
+from rnp_pyro.folder import has_checkpoint, read_metrics
 
 SETS = {"line": ("line",), "line+curve": ("line", "curve")}
 MODELS = ("rnp", "convvae")

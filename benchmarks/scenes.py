@@ -32,7 +32,8 @@ import torch
 
 import rnp_pyro
 from rnp_pyro import presets, viz
-from rnp_pyro.run import has_checkpoint, read_config, read_metrics, run_on_test_images
+from rnp_pyro.folder import has_checkpoint, read_metrics
+from rnp_pyro.run import read_config, run_on_test_images
 
 SHOWN = 8  # test images in each figure
 

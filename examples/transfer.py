@@ -36,7 +36,7 @@ def main() -> None:
 
     def trained(name, cfg, **budget):
         """A run, trained now or (when its folder holds one already) loaded."""
-        if rnp_pyro.run.has_checkpoint(out / name):
+        if rnp_pyro.folder.has_checkpoint(out / name):
             return rnp_pyro.load_run(out / name)
         return rnp_pyro.fit(cfg, out / name, seed=args.seed, progress=False, **budget)
 

@@ -21,12 +21,12 @@ __version__ = "0.1.0"
 _NAMES = {
     "RNP": "model", "ModelConfig": "model", "ConvVAE": "baselines", "RunConfig": "config",
     "GuideConfig": "config", "Run": "run", "Tree": "tree", "Level": "tree",
-    "fit": "train", "evaluate": "metrics", "evaluate_run": "run", "guide_for": "run",
+    "fit": "run", "evaluate": "metrics", "evaluate_run": "run", "guide_for": "run",
     "load_run": "run", "pretrained": "hub", "frozen": "modes",
     "log_likelihood_elpd": "metrics",
 }
-_SUBMODULES = ("baselines", "config", "data", "guides", "hub", "infer", "model", "ppc", "presets",
-               "run", "spatial", "viz")
+_SUBMODULES = ("baselines", "config", "data", "folder", "guides", "hub", "infer", "model", "ppc",
+               "presets", "run", "spatial", "variants", "viz")
 
 __all__ = [*_NAMES, *_SUBMODULES]
 

@@ -90,6 +90,9 @@ class ConvVAE(PyroModule):
         self.decoder = _decoder(config, self.width)
         self.likelihood = Likelihood(config.likelihood, config.image_shape, config.obs_scale)
 
+    def set_epoch(self, epoch: int, part_loss_ramp: int = 0) -> None:
+        """Training's clock: nothing of the conv VAE changes with it (it has no parts)."""
+
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
                 dataset_size: int | None = None) -> None:
         config = self.config

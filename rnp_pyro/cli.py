@@ -80,7 +80,28 @@ def main(quiet, verbose):
         log.addHandler(_Lines())
 
 
-@main.command()
+VARIANTS = """\b
+Variants of the papers, by --preset or --set NAME=VALUE (repeatable):
+  program_input=latent|patch          a step reads the last child latent (PNAS
+                                      Algorithm 1) or its decoded patch (PNAS Fig. 5)
+  parent_input=own_output|child_output  with patch input: the patch as the parent
+                                      decodes it, or the child program's own drawing
+                                      (workshop Fig. 2b)
+  hypernetworks=2|1                   H_state and H_policy (PNAS), or one H (workshop)
+  program_encoder=[64,32]             one to three layer widths
+  decode_parts=true                   decode every part to a patch, not only leaves
+  part_loss_weight=W part_loss=composite|patch part_loss_ramp=EPOCHS
+                                      eq. 2: each part against its crop of x
+  stochastic_levels=true              sample every level below the top (--guide ladder
+                                      infers them)
+  primitives=line,curve               leaves drawn only with fixed strokes (PNAS 4A)
+  shared_hypernetworks=false          hypernetworks of their own per level
+Any other setting by the same name, e.g. --set z_dim=32 --set taus=[3,3]
+--set likelihood=laplace --set grad_clip=1 --set num_particles=4.
+"""
+
+
+@main.command(epilog=VARIANTS)
 @click.option("--dataset", required=True,
               help="fashion, mnist, omniglot, strokes, folder:PATH, scenes:NAME or tinted:NAME")
 @click.option("--preset", help="named settings (fashion, fashion4, fashion-tinted, eth80, mnist, "
@@ -88,124 +109,81 @@ def main(quiet, verbose):
                                "dataset's own")
 @click.option("--model", type=click.Choice(["rnp", "convvae"]),
               help="the RNP, or the ConvVAE baseline with as many parameters")
+@click.option("--guide", help="q(latents | x): encoder, normal, delta, ladder, refined, or one "
+                              "a script registered [default: encoder]")
+@click.option("--objective", help="elbo, meanfield, iwae (importance-weighted) or tracegraph "
+                                  "[default: elbo]")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="any setting by its name (see below); JSON, a bare name, or a "
+                   "comma-separated list")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
+                                                         path_type=Path),
+              help="settings from a JSON file (a run's config.json, or flat names); options "
+                   "given here win")
 @click.option("--epochs", type=click.IntRange(min=0),
               help="epochs in all, resumed parts included [default: the preset's]")
 @click.option("--max-steps", type=click.IntRange(min=1), help="stop after this many steps in all")
-@click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate")
-@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True),
-              help="largest gradient norm")
-@click.option("--guide", help="q(latents | x): encoder, normal, delta, ladder, refined, or one "
-                              "a script registered [default: encoder]")
-@click.option("--stochastic-levels", is_flag=True, default=None,
-              help="sample each child a program emits, a site per tree level and step below "
-                   "the top (the ladder guide infers them)")
-@click.option("--program-input", type=click.Choice(["latent", "patch"]),
-              help="what a program step reads with the last action: the last child latent "
-                   "(PNAS Algorithm 1) or its decoded patch (PNAS Fig. 5, the workshop paper)")
-@click.option("--decode-parts", is_flag=True, default=None,
-              help="decode every part to a patch, not only the leaves (PNAS)")
-@click.option("--part-loss", type=click.Choice(["composite", "patch"]),
-              help="eq. 2 compares each part's crop of x with the part drawn by its sub-parts "
-                   "(composite) or its own patch (patch, as PNAS writes it; with --decode-parts)")
-@click.option("--part-loss-weight", type=click.FloatRange(min=0), help="the weight of eq. 2")
-@click.option("--part-loss-ramp", type=click.IntRange(min=0),
-              help="epochs over which the weight of eq. 2 grows to --part-loss-weight")
-@click.option("--objective", help="what SVI maximises: elbo, meanfield, iwae (the "
-              "importance-weighted bound) or tracegraph [default: elbo]")
-@click.option("--num-particles", type=click.IntRange(min=1),
-              help="samples per image in the objective (vectorized)")
-@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
-              help="start from the weights of this run folder")
-@click.option("--truncate", type=click.IntRange(min=1),
-              help="with --init-from: cut this many program levels off the top of that "
-                   "run's tree and train a new encoder for the rest (settings from that "
-                   "run, hypernetworks frozen unless --freeze says otherwise)")
-@click.option("--freeze", help="parts not to train, comma-separated: hyper_state, hyper_policy, "
-                               "hyper (the workshop model's one), encoder, likelihood")
-@click.option("--fresh", help="with --init-from: parts that start afresh instead of from that "
-                              "run, comma-separated, from the same names as --freeze")
-@click.option("--primitives", help="draw only with these fixed strokes, comma-separated: line, "
-                                   "curve (leaf patches for the RNP, the last layer's filters "
-                                   "for the conv VAE)")
-@click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
-@click.option("--exclude-classes", help="leave these labels out of training and test, e.g. 9")
-@click.option("--speed", help=f"performance switches, comma-separated NAME=on|off from "
-                              f"{SPEED_SWITCHES}; they change how, not what, a run computes, "
-                              f"so a resumed run may change them")
+@click.option("--batch-size", type=click.IntRange(min=1), help="[default: the preset's]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="learning rate [default: the preset's]")
 @click.option("--image-size", type=click.IntRange(min=8),
               help="side of the images in pixels (folder: data is resized to it)")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey) or 3 (RGB)")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
-                                                         path_type=Path),
-              help="settings from a JSON file: a run's config.json, or an object of flat "
-                   "names, e.g. {\"z_dim\": 32, \"taus\": [3, 3]}; options given here win")
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="any setting by its name (repeatable), the value in JSON or a bare name, "
-                   "e.g. --set z_dim=32 --set taus=[3,3] --set likelihood=laplace")
-@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
-@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
-              help="train data-parallel in this many processes: one per GPU on cuda, sharing "
-                   "the cores on cpu; --batch-size is per process")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="run folder [default: runs/DATASET, runs/DATASET-convvae for the baseline, "
-                   "runs/DATASET-truncated for --truncate]")
+@click.option("--classes", help="train and test only on these labels, e.g. 0,1,2")
+@click.option("--exclude-classes", help="leave these labels out, e.g. 9")
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
+              help="start from the weights of this run folder")
+@click.option("--freeze", help="parts not to train, comma-separated: hyper_state, hyper_policy, "
+                               "hyper, encoder, likelihood")
+@click.option("--fresh", help="with --init-from: parts that start afresh, from the --freeze names")
+@click.option("--truncate", type=click.IntRange(min=1),
+              help="with --init-from: cut this many program levels off that run's tree and "
+                   "train a new encoder for the rest (PNAS Fig. 4C)")
 @click.option("--depthwise", is_flag=True,
-              help="train one depth at a time: the tree cut below its first program level, "
-                   "then each deeper tree from the one before, into --out/depth-1, depth-2, ...")
+              help="train one depth at a time, into --out/depth-1, depth-2, ...")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="run folder [default: runs/DATASET, -convvae or -truncated added]")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace the run in --out (only its own files)")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="steps between checkpoints inside an epoch")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="data-parallel processes (one per GPU on cuda); --batch-size is per process")
+@click.option("--speed", help=f"performance switches NAME=on|off, comma-separated, from "
+                              f"{SPEED_SWITCHES}")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="where datasets are found or downloaded")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, guide,
-        stochastic_levels, program_input, decode_parts, part_loss, part_loss_weight,
-        part_loss_ramp, objective, num_particles, init_from, truncate, freeze, fresh,
-        primitives, classes, exclude_classes, speed, image_size, channels, config_file,
-        settings, seed, device, devices, out, depthwise, resume, overwrite, checkpoint_every,
-        data_dir, no_progress):
+def fit(dataset, preset, model, guide, objective, settings, config_file, epochs, max_steps,
+        batch_size, lr, image_size, channels, classes, exclude_classes, init_from, freeze, fresh,
+        truncate, depthwise, out, resume, overwrite, checkpoint_every, seed, device, devices,
+        speed, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
-    Transfer to a held-out class in two commands, e.g.:
-    fit --dataset fashion --exclude-classes 9 --out runs/no9, then
-    fit --dataset fashion --classes 9 --init-from runs/no9 --freeze hyper_state,hyper_policy
-
-    A 4-level scene model's 3-level subtree on single objects (PNAS Fig. 4C):
-    fit --dataset scenes:fashion --out runs/scenes, then
-    fit --dataset fashion --init-from runs/scenes --truncate 1 --out runs/truncated
-
-    Data-parallel: fit --devices 2 ..., or across machines
-    torchrun --nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT --no-python rnp-pyro fit ...
+    \b
+    Transfer to a held-out class:
+      fit --dataset fashion --exclude-classes 9 --out runs/no9
+      fit --dataset fashion --classes 9 --init-from runs/no9 --freeze hyper_state,hyper_policy
+    A scene model's subtree on single objects (PNAS Fig. 4C):
+      fit --dataset scenes:fashion --out runs/scenes
+      fit --dataset fashion --init-from runs/scenes --truncate 1
+    Across machines: torchrun ... --no-python rnp-pyro fit ...
     """
     from . import presets, run
     from .config import FREEZABLE, parse_switches
-    from .primitives import PRIMITIVES
-    from .train import fit_depthwise, fit_in_processes
 
-    overrides = {name: value for name, value in
-                 dict(model=model, batch_size=batch_size, lr=lr, grad_clip=grad_clip, guide=guide,
-                      stochastic_levels=stochastic_levels, program_input=program_input,
-                      decode_parts=decode_parts, part_loss=part_loss,
-                      part_loss_weight=part_loss_weight, part_loss_ramp=part_loss_ramp,
-                      objective=objective,
-                      num_particles=num_particles,
-                      init_from=init_from and str(Path(init_from).resolve()),
-                      freeze=_names(freeze, FREEZABLE, "--freeze"),
-                      fresh=_names(fresh, FREEZABLE, "--fresh"),
-                      primitives=_names(primitives, PRIMITIVES, "--primitives"),
-                      classes=_labels(classes, "--classes"),
-                      exclude_classes=_labels(exclude_classes, "--exclude-classes")).items()
-                 if value is not None}
-    overrides.update(parse_switches(speed))
-    if image_size is not None:
-        overrides["image_size"] = image_size
-    if channels is not None:
-        overrides["channels"] = int(channels)
-    overrides = {**_config_file(config_file), **_settings(settings), **overrides}
+    options = dict(model=model, guide=guide, objective=objective, batch_size=batch_size, lr=lr,
+                   image_size=image_size, channels=channels and int(channels),
+                   classes=_labels(classes, "--classes"),
+                   exclude_classes=_labels(exclude_classes, "--exclude-classes"),
+                   init_from=init_from and str(Path(init_from).resolve()),
+                   freeze=_names(freeze, FREEZABLE, "--freeze"),
+                   fresh=_names(fresh, FREEZABLE, "--fresh"))
+    overrides = {**_config_file(config_file), **_settings(settings), **parse_switches(speed),
+                 **{name: value for name, value in options.items() if value is not None}}
     if truncate:
         if not init_from or preset:
             raise ConfigError("--truncate takes its settings from the run in --init-from: "
@@ -224,15 +202,17 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
         if depthwise:
             if devices > 1:
                 raise ConfigError("--depthwise trains in one process: leave out --devices")
-            trained = fit_depthwise(config, out, **options)
+            trained = run.fit_depthwise(config, out, **options)
         else:
-            trained = fit_in_processes(devices, config, out, **options)
+            trained = run.fit_in_processes(devices, config, out, **options)
     except RunStopped as stopped:
         click.echo(str(stopped), err=True)
         raise SystemExit(143 if stopped.signal_name == "SIGTERM" else 130)
     except KeyboardInterrupt:
-        if run.has_checkpoint(out):
-            click.echo(f"Interrupted. The last checkpoint is {out / run.CHECKPOINT_FILE}; "
+        from .folder import CHECKPOINT_FILE
+
+        if (out / CHECKPOINT_FILE).exists():
+            click.echo(f"Interrupted. The last checkpoint is {out / CHECKPOINT_FILE}; "
                        f"run the same command with --resume to continue.", err=True)
         else:
             click.echo("Interrupted before the first checkpoint; nothing was saved.", err=True)
@@ -251,7 +231,8 @@ def fit(dataset, preset, model, epochs, max_steps, batch_size, lr, grad_clip, gu
 def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
     """Test metrics of a trained run; also written to RUN_DIR/evaluation.json (and each
     image's ELBO and bound to RUN_DIR/evaluation_per_image.csv)."""
-    from .run import EVALUATION_FILE, FIT_STEPS, evaluate_run
+    from .folder import EVALUATION_FILE
+    from .run import FIT_STEPS, evaluate_run
 
     metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples,
                            fit_steps=fit_steps or FIT_STEPS,
@@ -272,7 +253,8 @@ def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
 def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
     """Posterior predictive checks of a trained run: replicated test images, test
     statistics and their p-values, with plots; written to RUN_DIR/ppc/."""
-    from .run import FIT_STEPS, PPC_DIR, ppc_run
+    from .folder import PPC_DIR
+    from .run import FIT_STEPS, ppc_run
 
     summary = ppc_run(run_dir, guide=guide, images=images, samples=samples, seed=seed,
                       fit_steps=fit_steps or FIT_STEPS, data_dir=data_dir, device=device)
@@ -341,18 +323,25 @@ def _config_file(path: Path | None) -> dict:
 
 
 def _settings(pairs: tuple[str, ...]) -> dict:
-    """NAME=VALUE pairs with JSON values (a bare word is text)."""
+    """NAME=VALUE pairs with JSON values; a bare word is text, and words or numbers
+    separated by commas are a list (``primitives=line,curve``, ``taus=3,3``)."""
     settings = {}
     for pair in pairs:
         name, equals, text = pair.partition("=")
         if not equals or not name.strip():
             raise ConfigError(f"--set {pair!r}: write NAME=VALUE, e.g. --set z_dim=32")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text  # a bare word: a name such as laplace
-        settings[name.strip()] = value
+        settings[name.strip()] = _value(text)
     return settings
+
+
+def _value(text: str):
+    """A JSON value, a bare word, or a comma-separated list of those."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text:
+            return [_value(part.strip()) for part in text.split(",") if part.strip()]
+        return text  # a bare word: a name such as laplace
 
 
 def _labels(value: str | None, option: str) -> tuple[int, ...] | None:

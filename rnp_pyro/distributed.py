@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
-from .errors import DataParallelError
+from .errors import ConfigError, DataParallelError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,22 @@ class Place:
     @property
     def parallel(self) -> bool:
         return self.world_size > 1
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when there is one, else the CPU; asking for a missing CUDA is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"unknown device {str(device)!r}; use auto, cpu or cuda") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available here; "
+                          "use --device cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {str(device)!r}; use auto, cpu or cuda")
+    return device
 
 
 def launched_world_size() -> int:

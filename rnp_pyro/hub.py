@@ -15,7 +15,8 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .metrics import evaluate
-from .run import Run, load_run, resolve_device, test_images, trained_run
+from .distributed import resolve_device
+from .run import Run, load_run, test_images, trained_run
 
 __all__ = ["pretrained", "names", "export"]
 

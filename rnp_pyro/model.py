@@ -19,7 +19,6 @@ from typing import Callable
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
@@ -29,20 +28,15 @@ from .errors import ConfigError, check_fields
 from .hyper import HyperNetwork
 from .likelihood import LIKELIHOODS, Likelihood
 from .plates import check_batch_shape, data_plate
-from .primitives import PRIMITIVES, combine, primitive_images
+from .primitives import PRIMITIVES
 from .tree import Level, Tree
+from .variants import (READERS, EmittedLatents, FreePatches, PriorLatents, PrimitivePatches,
+                       ProgramLevel, site_name)
 
 MODELS = ("rnp", "convvae")
 PROGRAM_INPUTS = ("latent", "patch")
 PARENT_INPUTS = ("own_output", "child_output")
 PART_LOSSES = ("composite", "patch")
-
-
-def site_name(level: int, step: int | None = None) -> str:
-    """Name of the Pyro sample site of latent level ``level`` (K at the top, 0 at leaves);
-    with ``step``, of that level's children emitted at step ``step`` (1 to tau) of their
-    parents' programs."""
-    return f"z{level}" if step is None else f"z{level}_{step}"
 
 
 @dataclass(frozen=True)
@@ -247,7 +241,7 @@ class RNP(PyroModule):
         self.materialize_weights = materialize_weights
         self.bf16_decoder = bf16_decoder
         self.compile_programs = compile_programs
-        self.part_loss_weight = config.part_loss_weight  # training may ramp it up
+        self.part_loss_weight = config.part_loss_weight  # set_epoch may ramp it up
         outputs = program.patch_outputs(config.channels, config.patch_shape[-1],
                                         len(config.primitives))
         layouts = program.layouts(config.z_dim, config.program_encoder, config.patch_hidden,
@@ -264,144 +258,89 @@ class RNP(PyroModule):
         else:  # the workshop's H, as deep as H_state
             self.hyper = hypernetworks(config.hyper_state_layers, layouts[0])
         self.likelihood = Likelihood(config.likelihood, config.image_shape, config.obs_scale)
-        if config.primitives:
-            self.register_buffer("primitive_images", primitive_images(
-                config.primitives, config.patch_shape[-1]), persistent=False)  # from the config
+        # the variant's parts (rnp_pyro.variants), chosen once
+        self.reads = READERS[config.program_input, config.parent_input]()
+        self.patch_maker = (PrimitivePatches(config.primitives, config.channels,
+                                             config.patch_shape[-1]) if config.primitives
+                            else FreePatches(config.patch_shape))
+        last = len(config.taus) - 1
+        self.decodes = tuple(depth == last or config.decode_parts for depth in range(last + 1))
 
     # ------------------------------------------------------------------ programs
-    def program(self, z: torch.Tensor, depth: int, patches: bool = False) -> program.Program:
-        """The programs of nodes at tree depth ``depth`` with latents z (N, |z|);
-        with ``patches``, the decoder of their children's patches too."""
+    def program(self, z: torch.Tensor, depth: int, drawn: bool = True) -> program.Program:
+        """The programs of nodes at tree depth ``depth`` with latents z (N, |z|), with the
+        decoder of their children's patches where a step reads patches, or where the
+        level decodes (:attr:`decodes`) and is ``drawn``."""
         i = 0 if self.config.shared_hypernetworks else depth
         hypernetworks = ([self.hyper_state[i], self.hyper_policy[i]]
                          if self.config.hypernetworks == 2 else [self.hyper[i]])
-        return program.generate(hypernetworks, z, patches=patches,
+        return program.generate(hypernetworks, z,
+                                patches=self.reads.patches or (drawn and self.decodes[depth]),
                                 materialize=self.materialize_weights,
                                 activation=self.config.patch_activation,
                                 dtype=torch.bfloat16 if self.bf16_decoder else None)
 
     def patches(self, programs: program.Program, latents: torch.Tensor) -> torch.Tensor:
-        """Leaf patches (N, T, C, P, P) of latents (N, T, |z|), children of ``programs``."""
-        pixels = programs.patches(latents)
-        if self.config.primitives:  # coefficients of the fixed primitives, per channel
-            coefficients = pixels.unflatten(-1, (self.config.channels, -1))
-            return combine(coefficients, self.primitive_images)
-        return pixels.reshape(*latents.shape[:2], *self.config.patch_shape)
+        """Patches (N, T, C, P, P) of latents (N, T, |z|), children of ``programs``."""
+        return self.patch_maker(programs.patches(latents))
 
-    def input_of(self, programs: program.Program) -> Callable | None:
-        """What a step of ``programs`` makes of the child latent it emitted for the next
-        step to read (:meth:`program.Program.run`'s ``to_input``): None for the latent
-        itself, or its decoded patch, flattened."""
-        if self.config.program_input == "latent":
-            return None
-        return lambda latent: self.patches(programs, latent).flatten(2)
-
-    def image_input(self, canvases: torch.Tensor) -> torch.Tensor:
-        """Canvases (M, C, H, W) as a step's image input (M, 1, C P P): at the patch
-        size, averaged over the pixels each patch pixel covers."""
-        side = self.config.patch_shape[-1]
-        if canvases.shape[-1] != side:
-            canvases = F.interpolate(canvases, size=(side, side), mode="area")
-        return canvases.flatten(1).unsqueeze(1)
-
-    def run_programs(self, programs: program.Program, tau: int, feed: Callable | None = None):
-        """``programs.run(tau)`` with this model's input, torch.compile'd when
-        ``compile_programs`` is on and nothing is fed in between."""
-        to_input = self.input_of(programs)
+    def run_programs(self, programs: program.Program, tau: int, to_input: Callable | None,
+                     feed: Callable | None):
+        """``programs.run(tau, to_input, feed)``, torch.compile'd when
+        ``compile_programs`` is on and nothing is read or fed in between."""
         if self.compile_programs and to_input is None and feed is None:
             return _compiled_run(programs, tau)
         return programs.run(tau, to_input, feed)
 
     # ------------------------------------------------------------------ the tree
-    def level(self, z: torch.Tensor, depth: int, lead: torch.Size, stochastic: bool,
-              draw: bool = True) -> tuple[torch.Tensor | None, list[Level]]:
-        """The nodes at tree depth ``depth``, latents z (N, n, |z|) for N trees: the
-        recursive sub-model of the tree.
+    def grow(self, z: torch.Tensor, draws=None, depth: int = 0,
+             drawn: bool = True) -> list[ProgramLevel]:
+        """The tree's programs top-down, from N nodes of tree depth ``depth`` with
+        latents z (N, |z|): the traversal the model and the guides that walk the tree
+        share.
 
-        Runs the nodes' programs as one batch, sampling each step's children (sites
-        ``z{K - depth - 1}_{t}``) when ``stochastic``, so that the sample is what the
-        program's next step reads and what the child's subtree grows from; calls
-        itself for the children (or decodes them to patches when they are leaves), and
-        places and sums the children's canvases. Returns the nodes' canvases (N, n, C,
-        H, W) in their own frames and the levels below them, top first (latents and
-        actions only, and no canvases, when not ``draw``). ``lead`` is the shape of the
-        trees' batch. With ``parent_input='child_output'`` the subtrees run depth first
-        (:meth:`subtree`).
+        Each level's nodes run their programs as one batch, reading what
+        :attr:`reads` says; ``draws`` (default :class:`~rnp_pyro.variants.EmittedLatents`)
+        turns each step's emitted children into their latents before the next step
+        reads them (a sample of the prior, or of a guide's posterior). Pass ``drawn``
+        False when only the latents are wanted: levels then generate no patch decoder
+        they do not read with.
         """
-        config = self.config
-        count, nodes = z.shape[:2]
-        if config.parent_input == "child_output":
-            canvases, levels = self.subtree(z.reshape(-1, config.z_dim), depth)
-            levels = [level.reshape(count, -1) if draw else
-                      Level(level.latents, level.actions).reshape(count, -1) for level in levels]
-            return (canvases.reshape(count, nodes, *config.image_shape) if draw else None), levels
-        tau = config.taus[depth]
-        leaves_next = depth == len(config.taus) - 1
-        own_patches = draw and (leaves_next or config.decode_parts)
-        programs = self.program(z.reshape(-1, config.z_dim), depth,
-                                patches=own_patches or config.program_input == "patch")
-        feed = self._sampler(lead, depth + 1) if stochastic else None
-        children, actions = self.run_programs(programs, tau, feed)  # (N n, tau, .)
-        decoded = self.patches(programs, children) if own_patches else None
-        if leaves_next:
-            drawn, below = decoded, []
-        else:
-            drawn, below = self.level(children.reshape(count, nodes * tau, config.z_dim),
-                                      depth + 1, lead, stochastic, draw)
-        children = children.reshape(count, nodes * tau, config.z_dim)
-        actions = actions.reshape(count, nodes * tau, spatial.ACTION_DIM)
-        if not draw:
-            return None, [Level(children, actions), *below]
-        drawn = drawn.reshape(count, nodes * tau, *drawn.shape[-3:])
-        placed = self.place(drawn, actions)
-        canvases = placed.reshape(count, nodes, tau, *config.image_shape).sum(2)
-        if decoded is not None:
-            decoded = decoded.reshape(count, nodes * tau, *decoded.shape[-3:])
-        return canvases, [Level(children, actions, drawn, placed, decoded), *below]
+        draws = draws or EmittedLatents()
+        grown = []
+        for depth in range(depth, len(self.config.taus)):
+            programs = self.program(z, depth, drawn)
+            reading = self.reads(self, programs, depth)
+            latents, actions = self.run_programs(programs, self.config.taus[depth],
+                                                 reading.to_input, draws.feed(depth))
+            children, below = reading.drawn()
+            grown.append(ProgramLevel(depth, programs, latents, actions, children, below))
+            if children is not None:  # the subtrees were drawn as the programs ran
+                break
+            z = latents.reshape(-1, self.config.z_dim)
+        return grown
 
-    def subtree(self, z: torch.Tensor, depth: int) -> tuple[torch.Tensor, list[Level]]:
-        """Canvases (M, C, H, W) and the levels below of M nodes at depth ``depth``,
-        depth first, for ``parent_input='child_output'``: each step's child is drawn
-        whole, and its canvas is what the parent's next step reads.
-
-        The M nodes run as one batch, and at each step their children do: only the
-        siblings of one node, which wait for each other, run one after another.
-        """
-        config = self.config
-        leaves_next = depth == len(config.taus) - 1
-        programs = self.program(z, depth, patches=True)
-        carry = programs.start()
-        latents, actions, drawn, below = [], [], [], []
-        for _ in range(config.taus[depth]):
-            latent, action, hidden = programs.step(carry)
-            if leaves_next:
-                canvas, levels = self.patches(programs, latent)[:, 0], []
+    def draw(self, grown: list[ProgramLevel]) -> tuple[torch.Tensor, list[Level]]:
+        """The grown tree drawn bottom-up: each level's children drawn (patches where
+        the level :attr:`decodes`), placed in their parents' frames and summed. Returns
+        the top nodes' canvases (N, C, H, W) and the levels below them, top first, each
+        (nodes, children, ...)."""
+        canvases, below = None, []
+        for level in reversed(grown):
+            leaf = level.depth == len(self.config.taus) - 1
+            if level.drawn is not None:  # drawn child by child as the programs ran
+                drawn, below = level.drawn, level.below
+            elif leaf:
+                drawn = self.patches(level.programs, level.latents)
             else:
-                canvas, levels = self.subtree(latent[:, 0], depth + 1)
-            carry = program.Carry(self.image_input(canvas), action, hidden)
-            latents.append(latent)
-            actions.append(action)
-            drawn.append(canvas)
-            below.append(levels)
-        latents, actions, drawn = torch.cat(latents, 1), torch.cat(actions, 1), torch.stack(drawn, 1)
-        placed = self.place(drawn, actions)
-        decoded = (drawn if leaves_next else
-                   self.patches(programs, latents) if config.decode_parts else None)
-        # child t's subtree before child t + 1's: each level in depth-first order
-        below = [Level.concat(levels) for levels in zip(*below)]
-        return placed.sum(1), [Level(latents, actions, drawn, placed, decoded), *below]
-
-    def _sampler(self, lead: torch.Size, depth: int) -> Callable:
-        """The ``feed`` of a program level that samples the children it emits at each
-        step, site z{K - depth}_{t}, event (nodes, |z|)."""
-        level = len(self.config.taus) - depth
-
-        def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-            shaped = means.reshape(*lead, -1, self.config.z_dim)
-            node = dist.Normal(shaped, self.config.level_scale).to_event(2)
-            return pyro.sample(site_name(level, t + 1), node).reshape(means.shape)
-
-        return sample
+                drawn = canvases.unflatten(0, (-1, level.latents.shape[1]))
+            decoded = (drawn if leaf else
+                       self.patches(level.programs, level.latents) if self.decodes[level.depth]
+                       else None)
+            placed = self.place(drawn, level.actions)
+            canvases = placed.sum(1)
+            below = [Level(level.latents, level.actions, drawn, placed, decoded), *below]
+        return canvases, below
 
     def decode(self, z: torch.Tensor, stochastic: bool | None = None, depth: int = 0) -> Tree:
         """The parse tree of top latents z (*B, |z|).
@@ -417,9 +356,13 @@ class RNP(PyroModule):
                              f"level with programs) for taus {config.taus}; got {depth}")
         stochastic = config.stochastic_levels if stochastic is None else stochastic
         lead = z.shape[:-1]
-        roots = z.reshape(-1, 1, config.z_dim)
-        canvas, below = self.level(roots, depth, lead, stochastic)
-        root = Level(roots, roots.new_zeros(*roots.shape[:2], spatial.ACTION_DIM), canvas, canvas)
+        roots = z.reshape(-1, config.z_dim)
+        draws = (PriorLatents(lead, config.level_scale, len(config.taus)) if stochastic
+                 else EmittedLatents())
+        canvas, below = self.draw(self.grow(roots, draws, depth))
+        canvas = canvas.unsqueeze(1)
+        root = Level(roots.unsqueeze(1), roots.new_zeros(len(roots), 1, spatial.ACTION_DIM),
+                     canvas, canvas)
         levels = [level.reshape(*lead, -1) for level in (root, *below)]
         return Tree(levels, config.taus[depth:])
 
@@ -427,8 +370,15 @@ class RNP(PyroModule):
         """Sample the per-level sites given z^K (*B, |z|) from the model's own conditional
         prior, without drawing: guides that only infer z^K call this to complete the
         latent set."""
-        self.level(z.reshape(-1, 1, self.config.z_dim), 0, z.shape[:-1], stochastic=True,
-                   draw=False)
+        config = self.config
+        self.grow(z.reshape(-1, config.z_dim),
+                  PriorLatents(z.shape[:-1], config.level_scale, len(config.taus)), drawn=False)
+
+    def set_epoch(self, epoch: int, part_loss_ramp: int = 0) -> None:
+        """Training's clock (epoch 0 first): the part loss's weight grows linearly to the
+        configured ``part_loss_weight`` over ``part_loss_ramp`` epochs (0: at once)."""
+        ramp = min(1.0, (epoch + 1) / part_loss_ramp) if part_loss_ramp else 1.0
+        self.part_loss_weight = self.config.part_loss_weight * ramp
 
     def subtree_state(self, depth: int) -> dict:
         """The weights of the tree below depth ``depth``, as a state dict for an RNP with

@@ -14,6 +14,7 @@ import torch
 from . import spatial
 from .model import RNP
 from .program import Carry
+from .variants import image_input
 
 
 def depth_first_canvas(model: RNP, z: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
     config = model.config
     last = depth == len(config.taus) - 1
     patch_input = config.program_input == "patch"
-    programs = model.program(z, depth, patches=last or patch_input)
+    programs = model.program(z, depth)
     canvas = z.new_zeros(z.shape[0], *config.image_shape)
     carry = programs.start()  # (B, 1, .): one step at a time
     for _ in range(config.taus[depth]):
@@ -38,7 +39,7 @@ def _node(model: RNP, z: torch.Tensor, depth: int) -> torch.Tensor:
         if not patch_input:  # the next step reads z_t ...
             next_input = latent
         elif config.parent_input == "child_output":  # ... the child's own drawing ...
-            next_input = model.image_input(drawn)
+            next_input = image_input(drawn, config.patch_shape[-1])
         else:  # ... or the child's patch as this program decodes it
             next_input = model.patches(programs, latent).flatten(2)
         carry = Carry(next_input, action, hidden)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, run
+from . import distributed, folder
 
 log = logging.getLogger("rnp_pyro")
 LOSS_READ_EVERY = 50  # steps between reads of the loss from the device
@@ -35,10 +35,10 @@ class Report:
         """Start metrics.csv (keeping the rows up to ``step`` when resumed), TensorBoard
         and the progress bar."""
         if self.place.is_main:
-            run.start_metrics(self.out, keep_until=step if resumed else None)
+            folder.start_metrics(self.out, keep_until=step if resumed else None)
             from torch.utils.tensorboard import SummaryWriter  # slow to import: only when training
 
-            self.writer = SummaryWriter(run.tensorboard_dir(self.out),
+            self.writer = SummaryWriter(folder.tensorboard_dir(self.out),
                                         purge_step=step + 1 if resumed else 0)
         # a bar only on a terminal: elsewhere (a log file) each update would be a line
         self.bar = tqdm(total=total, initial=step, disable=not (progress and sys.stderr.isatty()),
@@ -115,7 +115,7 @@ class Report:
                "test_elbo": test["elbo_nats_per_image"], "test_mse": test["mse_per_pixel"],
                "lr": lr, "skipped_steps": self.skipped_steps, "seconds": round(seconds, 3)}
         self.loss_sum, self.loss_count = 0.0, 0
-        run.append_metrics(self.out, row)
+        folder.append_metrics(self.out, row)
         for name in ("train_elbo", "test_elbo", "test_mse", "lr", "skipped_steps"):
             self.writer.add_scalar(f"epoch/{name}", row[name], step)
         self.writer.flush()

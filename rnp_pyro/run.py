@@ -1,65 +1,39 @@
-"""The one door to run folders: every file name in them, building and loading runs,
-a run's images, guides for a run, and what is computed from a run folder.
+"""Runs: built, trained, loaded and judged. What the command line and the shipped
+models are made of.
 
-A run folder holds ``config.json`` (written when training starts),
-``checkpoint.pt`` (replaced atomically after every epoch), ``metrics.csv``,
-``tensorboard/``, the end-of-training figures, and what the commands on a trained
-run write: ``evaluation.json``, ``ppc/`` and ``figures/``. Whatever moment a run
-stops at, the folder holds a complete, readable state. Everything else in the
-package works on models, guides, tensors and trees.
+:func:`fit` sets a run up (its folder, images, model and guide, a start from another
+run) and hands it to the training loop (:class:`rnp_pyro.train.Training`);
+:func:`load_run` rebuilds a trained run from its folder; :func:`guide_for` readies a
+guide for a run's images; :func:`evaluate_run`, :func:`ppc_run` and
+:func:`figures_run` write what they find into the run's folder. The folder's files
+themselves are :mod:`rnp_pyro.folder`'s; everything below this module works on
+models, guides, tensors and trees.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
-import os
-import pickle
-import shutil
-import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
+import pyro
 import torch
 
-from . import data, guides
+from . import data, distributed, folder, guides
 from .baselines import ConvVAE
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, check_count
+from .infer.fitting import FIT_STEPS, guide_args, guide_for_images
 from .metrics import evaluate
-from .infer.fitting import fit_guide, guide_args
 from .model import RNP
 from .modes import evaluating
+from .train import CHECKPOINT_EVERY, Training, stream_seed
 
 log = logging.getLogger("rnp_pyro")
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tensorboard"
-RECONSTRUCTIONS_FILE = "reconstructions.png"  # the end-of-training figures
-SAMPLES_FILE = "samples.png"
-EVALUATION_FILE = "evaluation.json"  # what ``evaluate_run`` writes
-PER_IMAGE_FILE = "evaluation_per_image.csv"
-PPC_DIR = "ppc"  # what ``ppc_run`` writes
-FIGURES_DIR = "figures"  # what ``figures_run`` writes
-LOCK_FILE = "fit.lock"  # held by the one fit writing the folder
-PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
-RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX, METRICS_FILE,
-             TENSORBOARD_DIR, RECONSTRUCTIONS_FILE, SAMPLES_FILE, EVALUATION_FILE,
-             PER_IMAGE_FILE, PPC_DIR, FIGURES_DIR, LOCK_FILE)
-
-# the ELBO in nats per image, of the training steps since the last row and of the test set
-METRICS_COLUMNS = ("epoch", "step", "train_elbo", "test_elbo", "test_mse", "lr", "skipped_steps",
-                   "seconds")
-_COUNT_COLUMNS = ("epoch", "step", "skipped_steps")
-_CHECKPOINT_KEYS = ("model", "guide", "optimizer", "scheduler", "epoch", "step", "epoch_step",
-                    "skipped_steps", "seconds", "seed", "rng", "config")
-FIT_STEPS = 300  # steps that fit a per-image guide to test images
-ENCODES_PER_CHUNK = 4000  # images encoded at once when starting per-image guides
 
 
 @dataclass
@@ -75,7 +49,219 @@ class Run:
     metrics: dict = field(default_factory=dict)  # the last row of metrics.csv
 
 
-# ---------------------------------------------------------------------------- building
+# ---------------------------------------------------------------------------- training
+def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
+        max_steps: int | None = None, device: str = "auto", seed: int = 0,
+        resume: bool = False, data_dir: str | Path | None = None, progress: bool = True,
+        train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None,
+        checkpoint_every: int | None = CHECKPOINT_EVERY, overwrite: bool = False) -> Run:
+    """Train ``config``'s model and guide into the folder ``out`` and return the run.
+
+    ``epochs`` (default ``config.train.epochs``) and ``max_steps`` bound the whole run,
+    resumed parts included, so resuming with a larger budget trains on. Steps count
+    batches; a step whose loss or gradient is not finite is skipped (the weights and
+    the optimizer never see it) and counted in ``skipped_steps``. The datasets come
+    from ``config.data`` unless ``train_set``/``test_set`` are given; either way only
+    its classes are kept.
+
+    Transfer: ``config.train.init_from`` (a run folder) gives a new run its starting
+    weights, and the parts named in ``config.train.freeze`` are not trained.
+
+    A checkpoint is written after every epoch and every ``checkpoint_every`` steps
+    (None: only after epochs). SIGTERM or SIGINT (Ctrl-C) stops the run at the next
+    step boundary with a checkpoint and raises :class:`rnp_pyro.errors.RunStopped`; so
+    many non-finite steps in a row (MAX_SKIPPED_IN_A_ROW) stop it with a checkpoint
+    and :class:`rnp_pyro.errors.TrainingDiverged`.
+
+    ``out`` must be new, empty, or a run's folder; one fit writes it at a time, and
+    files a user put there are never touched. ``overwrite`` replaces the run there;
+    ``resume`` with no checkpoint there yet starts afresh.
+
+    Started by torchrun in several processes, each trains on its share of every
+    batch of ``batch_size`` per process (:mod:`rnp_pyro.distributed`); rank 0 writes
+    the folder. A run resumes on any number of processes.
+    """
+    if not str(out).strip():
+        raise ConfigError("the run folder (--out) must be named; got an empty path")
+    out = Path(out).absolute()
+    for name, value in (("epochs", epochs), ("max_steps", max_steps),
+                        ("checkpoint_every", checkpoint_every)):
+        if value is not None:
+            check_count(name, value)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+    if epochs is not None:  # the budget asked for is what config.json records
+        config = config.replace(epochs=epochs)
+    config = _absolute_paths(config, out)
+    place, device = distributed.join(distributed.resolve_device(device))
+    if place.parallel:
+        config.check_data_parallel()
+    state = _state_to_resume(config, out, seed, resume, overwrite)
+    main = place.is_main
+    with folder.writing(out, overwrite=overwrite) if main else contextlib.nullcontext():
+        train_images, test_images = (
+            run_images(config, train=split, data_dir=data_dir, given=given, device=device)
+            for split, given in ((True, train_set), (False, test_set)))
+        if main:
+            folder.write_config(out, config)
+        model, guide = _starting_weights(config, state, seed, place, train_images)
+        training = Training(config, model.to(device), guide.to(device), train_images,
+                            test_images, out, seed, place, checkpoint_every)
+        if state is not None:
+            training.restore(state)
+        with folder.logging_to(out) if main else contextlib.nullcontext():
+            training.run(config.train.epochs, max_steps, progress and main)
+            if main:
+                save_figures(out, model, training.test_guide(), test_images)
+        distributed.barrier(place)
+        model.eval()
+        guide.eval()
+        return Run(model, guide, config, out, epoch=training.epoch, step=training.step,
+                   metrics=folder.last_metrics(out))
+
+
+def _starting_weights(config: RunConfig, state: dict | None, seed: int,
+                      place: distributed.Place, train_images: torch.Tensor):
+    """A new run's model and guide, seeded, from another run's weights where
+    ``init_from`` says so (a resumed run's come from its checkpoint later); then each
+    process's own random stream."""
+    pyro.set_rng_seed(seed)
+    model, guide = build(config, example=train_images, dataset_size=len(train_images))
+    if state is None and config.train.init_from:
+        _init_from(model, guide, config.train.init_from, config.train.truncate,
+                   config.train.fresh)
+    if place.parallel:  # the same weights everywhere, but each rank its own draws
+        pyro.set_rng_seed(stream_seed(seed, place.rank))
+    return model, guide
+
+
+def fit_depthwise(config: RunConfig, out: str | Path, **options) -> Run:
+    """Train the tree one depth at a time, as the PNAS paper suggests: first the tree
+    cut below its first program level, then each deeper tree starting from the one
+    before (its shared hypernetworks and encoder carry over whole), into
+    ``out/depth-1``, ``out/depth-2``, ...; the deepest run is returned.
+
+    ``options`` are :func:`fit`'s (each depth gets the same budget); a stopped schedule
+    continues where it stopped when run again with ``resume=True``.
+    """
+    if not config.model.shared_hypernetworks:
+        raise ConfigError("depth-wise training carries the hypernetworks from one depth to the "
+                          "next, so they must be shared by every level "
+                          "(shared_hypernetworks=True)")
+    if config.train.init_from:
+        raise ConfigError("depth-wise training starts each depth from the one before: leave "
+                          "out init_from")
+    taus, source, trained = config.model.taus, None, None
+    for depth in range(1, len(taus) + 1):
+        stage = config.replace(taus=taus[:depth], init_from=source)
+        stage_dir = Path(out) / f"depth-{depth}"
+        log.info(f"depth {depth} of {len(taus)}: taus {taus[:depth]}, into {stage_dir}")
+        trained = fit(stage, stage_dir, **options)
+        source = str(trained.path)
+    return trained
+
+
+def fit_in_processes(processes: int, config: RunConfig, out: str | Path, **options) -> Run:
+    """:func:`fit` data-parallel in ``processes`` local processes (one per GPU on CUDA,
+    gloo on CPUs), started through torchrun's launcher; the run as loaded from ``out``.
+
+    ``options`` are :func:`fit`'s. One process is plain :func:`fit`.
+    """
+    if processes == 1:
+        return fit(config, out, **options)
+    if distributed.launched_world_size() > 1:
+        raise ConfigError("this process is one of several torchrun started; torchrun's "
+                          "--nproc-per-node sets the number of processes, so leave out --devices")
+    config.check_data_parallel()
+    device = distributed.resolve_device(options.get("device", "auto"))
+    if device.type == "cuda" and processes > torch.cuda.device_count():
+        raise ConfigError(f"{processes} processes need as many GPUs; this machine has "
+                          f"{torch.cuda.device_count()}")
+    config = _absolute_paths(config, Path(out).absolute())
+    _state_to_resume(config, Path(out), options.get("seed", 0), options.get("resume", False),
+                     options.get("overwrite", False))
+    distributed.launch(processes, _fit_in_rank, config, out, options)
+    return load_run(out, device=options.get("device", "auto"))
+
+
+def _fit_in_rank(config: RunConfig, out: str | Path, options: dict) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import record  # reports the error
+
+    record(fit)(config, out, **options)
+
+
+def _state_to_resume(config: RunConfig, out: Path, seed: int, resume: bool,
+                     overwrite: bool = False) -> dict | None:
+    """The checkpoint to resume (None for a new run), refusing what cannot be resumed."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: "
+                          "give one of them")
+    if not resume:
+        if folder.has_checkpoint(out) and not overwrite:
+            raise CheckpointError(f"{out} already holds a run ({folder.CHECKPOINT_FILE}); pass "
+                                      f"--resume to continue it, --overwrite to replace it, or "
+                                      f"choose another --out")
+        return None
+    if not folder.has_checkpoint(out):
+        log.info(f"no checkpoint in {out} yet: starting the run afresh")
+        return None
+    state = folder.read_checkpoint(out)
+    check_resumable(state, config, seed, out)
+    return state
+
+
+def _absolute_paths(config: RunConfig, out: Path) -> RunConfig:
+    """The config with a ``folder:`` dataset's path made absolute (so that the run reads
+    the same images from wherever it is resumed or evaluated), refusing a run folder
+    inside its own data folder (its figures would become data)."""
+    dataset = config.data.dataset
+    if not dataset.startswith("folder:"):
+        return config
+    folder = Path(dataset.removeprefix("folder:")).expanduser().absolute()
+    if out == folder or folder in out.parents:
+        raise ConfigError(f"the run folder {out} lies inside its data folder {folder}, whose "
+                          f"images it would add to; choose an --out outside it")
+    return config.replace(dataset=f"folder:{folder}")
+
+
+def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] = ()) -> None:
+    """Start from the weights of the run in ``run_dir`` (same architecture), but for the
+    parts named in ``fresh``; or from those of its tree below depth ``truncate`` with
+    the guide left fresh."""
+    source = load_run(run_dir)
+    theirs_taus, ours_taus = source.config.model.taus, model.config.taus
+    grows = (len(theirs_taus) < len(ours_taus) and ours_taus[:len(theirs_taus)] == theirs_taus
+             and model.config.shared_hypernetworks
+             and source.config.model == model.config.replace(taus=theirs_taus))
+    if grows:  # a shallower tree of the same networks: one depth more (depth-wise training)
+        folder.load_weights(model, source.model.state_dict(), "model", run_dir)
+        folder.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
+        return
+    if not truncate and source.config.model != model.config:
+        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config.model)
+        changed = [f"{name} ({theirs[name]!r} there, {ours[name]!r} here)" for name in ours
+                   if ours[name] != theirs[name]]
+        raise ConfigError(f"--init-from {run_dir} holds another model: {', '.join(changed)}; "
+                          f"start from a run of the same model settings")
+    if truncate:
+        wanted = source.config.model.taus[truncate:]
+        if model.config.taus != wanted:
+            raise ConfigError(f"cutting {truncate} program level(s) off {run_dir} (taus "
+                              f"{source.config.model.taus}) leaves taus {wanted}, but this run "
+                              f"has {model.config.taus}; build its settings with "
+                              f"presets.truncation")
+        folder.load_weights(model, source.model.subtree_state(truncate), "model", run_dir)
+        return  # a new guide learns to drive the subtree
+    weights = {key: value for key, value in source.model.state_dict().items()
+               if key.split(".")[0] not in fresh}
+    folder.load_weights(model, {**model.state_dict(), **weights}, "model", run_dir)
+    if guides.is_per_image(guide) or guides.is_per_image(source.guide) or "encoder" in fresh:
+        return  # per-image parameters belong to the other run's images
+    folder.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
+
+
+
+# ---------------------------------------------------------------------------- building and loading
 def build(config: RunConfig, example: torch.Tensor | None = None,
           dataset_size: int | None = None):
     """A fresh (model, guide) pair for ``config``: the RNP or the matched ConvVAE baseline.
@@ -95,163 +281,9 @@ def build(config: RunConfig, example: torch.Tensor | None = None,
     return model, guide
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when there is one, else the CPU; asking for a missing CUDA is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"unknown device {str(device)!r}; use auto, cpu or cuda") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but CUDA is not available here; "
-                          "use --device cpu (or auto)")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {str(device)!r}; use auto, cpu or cuda")
-    return device
-
-
-def library_version() -> str:
-    try:
-        return metadata.version("rnp-pyro")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-# ---------------------------------------------------------------------------- files
 def read_config(run_dir: str | Path) -> RunConfig:
     """The config a run folder was started with."""
-    return RunConfig.load(Path(run_dir) / CONFIG_FILE)
-
-
-def write_config(run_dir: Path, config: RunConfig) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_FILE)
-
-
-def save_checkpoint(run_dir: str | Path, state: dict) -> None:
-    """Write to a temporary file beside the checkpoint, then rename: a reader never sees
-    half a file."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(partial, "wb") as file:
-        torch.save(state, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
-
-
-@contextlib.contextmanager
-def writing(run_dir: str | Path, *, overwrite: bool = False):
-    """Hold ``run_dir`` as the one fit that writes it, for the ``with`` block.
-
-    The folder must be new, empty, or a run's (its config.json readable); a run's is
-    emptied of the run's own files first when ``overwrite``. Files a user put there are
-    never touched. A lock file refuses a second fit while this one lives; a lock left by
-    a process that is gone is taken over. A checkpoint half written by a killed run is
-    removed.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder; choose a folder")
-    names = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
-    names -= {LOCK_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX}  # what a stopped fit may leave
-    if names and not _is_run(run_dir):
-        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        raise ConfigError(f"{run_dir} holds files that are not a run's ({shown}); a run is "
-                          f"written into a new or empty folder: choose another --out")
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = run_dir / LOCK_FILE
-        descriptor = _take_lock(lock)
-    except OSError as err:
-        raise ConfigError(f"cannot write the run folder {run_dir}: {err.strerror or err}; "
-                          f"choose another --out") from err
-    try:
-        if overwrite:
-            for name in RUN_FILES:
-                if name != LOCK_FILE:
-                    _remove(run_dir / name)
-        _remove(run_dir / (CHECKPOINT_FILE + PARTIAL_SUFFIX))
-        yield run_dir
-    finally:
-        os.close(descriptor)
-        lock.unlink(missing_ok=True)
-        if created and not any(run_dir.iterdir()):  # a fit that failed before writing
-            run_dir.rmdir()
-
-
-def _is_run(run_dir: Path) -> bool:
-    """Whether a folder holds a run: a config.json of rnp-pyro's."""
-    try:
-        read_config(run_dir)
-    except ConfigError:
-        return False
-    return True
-
-
-def _take_lock(lock: Path) -> int:
-    """Create the lock file holding this process's id, or raise if a live process has it."""
-    for _ in range(2):
-        try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and holder != os.getpid() and _alive(holder):
-                raise ConfigError(f"another fit (process {holder}) is writing {lock.parent}; wait "
-                                  f"for it to end, or choose another --out") from None
-            lock.unlink(missing_ok=True)  # left by a process that is gone
-            continue
-        os.write(descriptor, str(os.getpid()).encode())
-        return descriptor
-    raise ConfigError(f"cannot take the lock {lock}; remove it if no fit is running")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / CHECKPOINT_FILE).exists()
-
-
-def read_checkpoint(run_dir: str | Path) -> dict:
-    """The contents of a run folder's checkpoint on the CPU, or a CheckpointError saying
-    what is wrong."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train one with `rnp-pyro fit`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file, with long texts
-        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
-            raise CheckpointError(f"{path} holds objects other than tensors and numbers, which "
-                                  f"could run code when loaded; rnp-pyro does not load it: use "
-                                  f"a checkpoint that rnp-pyro wrote") from err
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged "
-                              f"({type(err).__name__}); delete it and train again") from err
-    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise CheckpointError(f"{path} is not an rnp-pyro checkpoint "
-                              f"(it lacks {', '.join(missing)})")
-    return state
+    return RunConfig.load(Path(run_dir) / folder.CONFIG_FILE)
 
 
 def checkpoint_config(state: dict, run_dir: str | Path) -> RunConfig:
@@ -259,7 +291,7 @@ def checkpoint_config(state: dict, run_dir: str | Path) -> RunConfig:
     try:
         return RunConfig.from_dict(state["config"])
     except (ConfigError, TypeError) as err:
-        raise CheckpointError(f"the config stored in {Path(run_dir) / CHECKPOINT_FILE} is not "
+        raise CheckpointError(f"the config stored in {Path(run_dir) / folder.CHECKPOINT_FILE} is not "
                               f"valid here (written by rnp-pyro {state.get('version', '?')}): "
                               f"{err}") from err
 
@@ -271,102 +303,27 @@ def check_resumable(state: dict, config: RunConfig, seed: int, run_dir: str | Pa
     if state["seed"] != seed:
         changes.append(f"seed ({state['seed']!r} vs {seed!r})")
     if changes:
-        raise CheckpointError(f"{Path(run_dir) / CHECKPOINT_FILE} was trained with other "
+        raise CheckpointError(f"{Path(run_dir) / folder.CHECKPOINT_FILE} was trained with other "
                               f"settings (saved vs asked): {', '.join(changes)}; resume with the "
                               f"same settings, or choose another --out for a new run")
 
 
-def load_weights(module: torch.nn.Module, weights: dict, what: str, source: str | Path) -> None:
-    """``module.load_state_dict`` with a clear error when the shapes or names do not fit."""
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"the {what} weights in {source} do not fit the {what} built from "
-                              f"its config; was it written by another version of rnp-pyro?"
-                              ) from err
-
-
-def read_metrics(run_dir: str | Path, until: int | None = None) -> list[dict]:
-    """The rows of a run's ``metrics.csv`` as numbers ([] when there is none), up to step
-    ``until`` if given. A damaged row (a cut line, a stray edit) is reported and left out.
-    Files written before the train ELBO had its sign give it the ELBO's."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as file:
-        for number, row in enumerate(csv.DictReader(file), start=2):
-            if "train_loss" in row:  # older files: the loss, -ELBO
-                loss = row.pop("train_loss")
-                row["train_elbo"] = str(-float(loss)) if _is_number(loss) else loss
-            try:
-                parsed = {key: int(row[key]) if key in _COUNT_COLUMNS else float(row[key])
-                          for key in METRICS_COLUMNS}
-            except (KeyError, TypeError, ValueError):
-                log.warning(f"{path}, line {number}: a damaged row, left out")
-                continue
-            if until is None or parsed["step"] <= until:
-                rows.append(parsed)
-    return rows
-
-
-def last_metrics(run_dir: str | Path, until: int | None = None) -> dict:
-    """The last row of ``metrics.csv`` (up to step ``until``) as numbers ({} when none)."""
-    rows = read_metrics(run_dir, until)
-    return rows[-1] if rows else {}
-
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def start_metrics(run_dir: Path, keep_until: int | None) -> None:
-    """metrics.csv with its header and, when resuming, the rows up to the checkpoint's step.
-
-    Rows written after the last checkpoint (a run stopped between the two writes)
-    are dropped, as the resumed run writes them again.
-    """
-    path = run_dir / METRICS_FILE
-    rows = read_metrics(run_dir, until=keep_until) if keep_until is not None else []
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, METRICS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def append_metrics(run_dir: Path, row: dict) -> None:
-    """One row, on disk before the checkpoint it belongs to is written."""
-    with open(run_dir / METRICS_FILE, "a", newline="") as file:
-        csv.DictWriter(file, METRICS_COLUMNS).writerow(row)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def tensorboard_dir(run_dir: Path) -> Path:
-    return run_dir / TENSORBOARD_DIR
-
-
-# ---------------------------------------------------------------------------- loading
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """The trained model and guide of a run folder, in eval mode on ``device``."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no run folder at {path}")
-    device = resolve_device(device)
+    device = distributed.resolve_device(device)
     config = read_config(path)
-    state = read_checkpoint(path)
+    state = folder.read_checkpoint(path)
     changes = checkpoint_config(state, path).differences(config)
     if changes:
         raise CheckpointError(
-            f"{path / CHECKPOINT_FILE} was trained with another config than {path / CONFIG_FILE} "
+            f"{path / folder.CHECKPOINT_FILE} was trained with another config than {path / folder.CONFIG_FILE} "
             f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
             f"train again")
     return trained_run(config, state, path, device,
-                       metrics=last_metrics(path, until=int(state["step"])))
+                       metrics=folder.last_metrics(path, until=int(state["step"])))
 
 
 def trained_run(config: RunConfig, state: dict, path: Path, device: torch.device,
@@ -376,8 +333,8 @@ def trained_run(config: RunConfig, state: dict, path: Path, device: torch.device
     ``device``; ``path`` is named in errors."""
     example = torch.zeros(1, *config.model.image_shape)
     model, guide = build(config, example=example, dataset_size=state.get("train_size"))
-    load_weights(model, state["model"], "model", path)
-    load_weights(guide, state["guide"], "guide", path)
+    folder.load_weights(model, state["model"], "model", path)
+    folder.load_weights(guide, state["guide"], "guide", path)
     model.to(device).eval()
     guide.to(device).eval()
     return Run(model, guide, config, path, epoch=int(state["epoch"]), step=int(state["step"]),
@@ -413,47 +370,13 @@ def test_images(config: RunConfig, *, limit: int | None = None,
 def guide_for(run: Run, images: torch.Tensor, name: str | None = None, *,
               fit_steps: int = FIT_STEPS, **fit_options):
     """The guide ``name`` (default: the run's) ready for ``images``, beside the run's
-    trained guide; and what fitting it took.
-
-    The trained guide serves as it is when it is amortized and of that kind. A fresh
-    amortized guide whose only networks are an encoder takes the trained guide's
-    encoder. A per-image guide starts each image where the trained guide's encoder
-    puts it (when there is one) and is fitted to ``images`` with the model frozen
-    (``fit_options`` go to :func:`rnp_pyro.infer.fit_guide`).
-    """
-    trained = run.config.guide
-    name = name or trained.kind
-    check_count("fit_steps", fit_steps)
+    trained guide; and what fitting it took (see
+    :func:`rnp_pyro.infer.fitting.guide_for_images`: per-image guides are fitted to
+    ``images`` with the model frozen, amortized ones take the trained encoder)."""
     tree = run.config.model
     images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
-    if name == trained.kind and not guides.is_per_image(run.guide):
-        return run.guide, {}
-    config = trained.replace(kind=name)
-    if guides.guide_class(name).per_image:
-        log.info(f"fitting a {name} guide to {len(images)} images ({fit_steps} steps)")
-        fresh = guides.build(config, run.model, example=images, dataset_size=len(images))
-        fresh.to(images.device)
-        if hasattr(run.guide, "encode"):  # start each image where the trained encoder puts it
-            with evaluating(run.guide):
-                fresh.start_from(*(torch.cat(part) for part in zip(
-                    *(run.guide.encode(x) for x in images.split(ENCODES_PER_CHUNK)))))
-        started = time.perf_counter()
-        losses = fit_guide(run.model, fresh, images, steps=fit_steps, **fit_options)
-        return fresh, {"fit_steps": fit_steps, "fit_final_loss": losses[-1],
-                       "fit_seconds": round(time.perf_counter() - started, 3)}
-    fresh = guides.build(config, run.model)
-    encoder = getattr(run.guide, "encoder", None)
-    try:
-        if encoder is None:
-            raise RuntimeError
-        fresh.load_state_dict({f"encoder.{key}": value
-                               for key, value in encoder.state_dict().items()})
-    except RuntimeError:
-        raise ConfigError(f"a {name!r} guide cannot be taken from a run trained with the "
-                          f"{trained.kind!r} guide: it has networks of its own to train; "
-                          f"choose a per-image guide, or one whose only network is the "
-                          f"trained encoder") from None
-    return fresh.to(images.device), {}
+    return guide_for_images(run.model, run.guide, run.config.guide, images, name,
+                            fit_steps=fit_steps, **fit_options)
 
 
 def run_on_test_images(run_dir: str | Path, *, guide: str | None = None,
@@ -464,7 +387,7 @@ def run_on_test_images(run_dir: str | Path, *, guide: str | None = None,
 
     Returns (run, images, ready guide, what fitting the guide took).
     """
-    device = resolve_device(device)
+    device = distributed.resolve_device(device)
     run = load_run(run_dir, device=device)
     images = test_images(run.config, limit=limit, data_dir=data_dir, device=device)
     chosen, fitted = guide_for(run, images, guide, fit_steps=fit_steps)
@@ -489,8 +412,8 @@ def save_figures(run_dir: str | Path, model, guide, images: torch.Tensor,
     with evaluating(model, guide):
         parsed = guides.reconstruct(model, guide, shown, *guide_args(guide, indices, len(images)))
         sampled = model.sample(n)
-    return [viz.parse_figure(parsed, shown, run_dir / RECONSTRUCTIONS_FILE, max_images=n),
-            viz.samples_figure(sampled, run_dir / SAMPLES_FILE)]
+    return [viz.parse_figure(parsed, shown, run_dir / folder.RECONSTRUCTIONS_FILE, max_images=n),
+            viz.samples_figure(sampled, run_dir / folder.SAMPLES_FILE)]
 
 
 def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
@@ -514,12 +437,12 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
                **fitted,
                **evaluate(run.model, chosen, images, iwae_samples=iwae_samples, per_image=True)}
     per_image = metrics.pop("per_image")
-    with open(run_dir / PER_IMAGE_FILE, "w", newline="") as file:
+    with open(run_dir / folder.PER_IMAGE_FILE, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["image", "elbo", "log_likelihood_bound"])
         writer.writerows(zip(range(len(images)), per_image["elbo"],
                              per_image["log_likelihood_bound"]))
-    (run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (run_dir / folder.EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -542,7 +465,7 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
     args = guide_args(chosen, torch.arange(len(x), device=x.device), len(x))
     log.info(f"drawing {samples} replicas of each of {len(x)} test images")
     check = ppc.posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
-    out = run_dir / PPC_DIR
+    out = run_dir / folder.PPC_DIR
     out.mkdir(exist_ok=True)
     check.plot_statistics(out / "statistics.png")
     check.plot_images(out / "images.png")
@@ -573,7 +496,7 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     run_dir = Path(run_dir)
     run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
                                           device=device)
-    out = run_dir / FIGURES_DIR
+    out = run_dir / folder.FIGURES_DIR
     log.info(f"parsing {len(x)} test images and drawing the figures into {out}")
     paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed)
     if transfer:

@@ -18,8 +18,7 @@ from rnp_pyro.guides import EncoderGuide, GuideConfig
 from rnp_pyro.hyper import HyperNetwork
 from rnp_pyro.metrics import evaluate
 from rnp_pyro.model import RNP, ModelConfig
-from rnp_pyro.run import build, load_run
-from rnp_pyro.train import fit
+from rnp_pyro.run import build, fit, load_run
 
 
 def one_error_line(result, *words):
@@ -34,7 +33,7 @@ def one_error_line(result, *words):
 CLI_CASES = {
     "lr nan": (["--lr", "nan"], ["lr", "nan"]),
     "lr inf": (["--lr", "inf"], ["lr", "inf"]),
-    "grad-clip nan": (["--grad-clip", "nan"], ["grad_clip"]),
+    "grad-clip nan": (["--set", "grad_clip=nan"], ["grad_clip"]),
     "seed negative": (["--seed", "-5"], ["--seed"]),
     "seed huge": (["--seed", "1e23"], ["--seed"]),
     "epochs 0": (["--epochs", "0"], ["epochs", "at least 1"]),
@@ -52,7 +51,7 @@ CLI_CASES = {
     "unknown freeze": (["--freeze", "wings"], ["wings"]),
     "unknown fresh part": (["--fresh", "wings"], ["wings"]),
     "fresh without a source": (["--fresh", "encoder"], ["init_from"]),
-    "unknown primitive": (["--primitives", "dot"], ["dot"]),
+    "unknown primitive": (["--set", "primitives=dot"], ["dot"]),
     "labels not numbers": (["--classes", "a,b"], ["--classes"]),
     "speed not on or off": (["--speed", "cuda_graphs=yes"], ["cuda_graphs=yes"]),
     "resume and overwrite": (["--resume", "--overwrite"], ["give one of them"]),

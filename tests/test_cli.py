@@ -99,7 +99,7 @@ def test_an_interrupted_fit_says_how_to_resume(few_images, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rnp_pyro.train.fit_in_processes", interrupted)
+    monkeypatch.setattr("rnp_pyro.run.fit_in_processes", interrupted)
     result = invoke("fit", "--dataset", "strokes", "--out", out, "--resume", "--no-progress")
     assert result.exit_code == 130
     assert f"{out / 'checkpoint.pt'}" in result.output and "--resume" in result.output
@@ -126,7 +126,7 @@ def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, t
 @pytest.mark.parametrize("model", ["rnp", "convvae"])
 def test_fit_with_fixed_primitives_and_evaluate_the_run(few_images, tmp_path, model):
     out = tmp_path / "run"
-    fitted = invoke("fit", "--dataset", "strokes", "--model", model, "--primitives", "line,curve",
+    fitted = invoke("fit", "--dataset", "strokes", "--model", model, "--set", "primitives=line,curve",
                     "--max-steps", 2, "--out", out, "--device", "cpu", "--no-progress")
     assert fitted.exit_code == 0, fitted.output
     assert json.loads((out / "config.json").read_text())["model"]["primitives"] == ["line", "curve"]
@@ -190,7 +190,7 @@ def test_truncate_trains_a_new_encoder_for_a_scene_models_subtree(few_images, tm
 @pytest.mark.parametrize("option, value, words", [
     ("--freeze", "hyper_state,wings", ["--freeze", "wings", "hyper_policy"]),
     ("--classes", "1,two", ["--classes", "two"]),
-    ("--primitives", "line,dot", ["--primitives", "dot", "curve"]),
+    ("--set", "primitives=line,dot", ["primitives", "dot", "curve"]),
     ("--guide", "ladder", ["stochastic_levels"]),
     ("--guide", "nope", ["'nope'", "encoder", "delta"]),
     ("--objective", "nope", ["'nope'", "elbo", "iwae"]),
@@ -204,7 +204,7 @@ def test_bad_inference_and_transfer_options_are_one_line_errors(option, value, w
 
 def test_data_parallel_fit_of_an_unsupported_objective_is_a_one_line_error(tmp_path):
     result = invoke("fit", "--dataset", "strokes", "--devices", 2, "--objective", "iwae",
-                    "--num-particles", 4,
+                    "--set", "num_particles=4",
                     "--device", "cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "iwae", "one process")
 
@@ -275,9 +275,9 @@ def test_the_omniglot_transfer_adapts_the_encoder_on_the_evaluation_alphabets(tm
 
 @pytest.mark.parametrize("variant", [
     ("--preset", "workshop"),
-    ("--program-input", "patch", "--stochastic-levels", "--guide", "ladder"),
-    ("--decode-parts", "--part-loss", "patch", "--part-loss-weight", "0.5",
-     "--part-loss-ramp", "4"),
+    ("--set", "program_input=patch", "--set", "stochastic_levels=true", "--guide", "ladder"),
+    ("--set", "decode_parts=true", "--set", "part_loss=patch", "--set", "part_loss_weight=0.5",
+     "--set", "part_loss_ramp=4"),
 ])
 def test_each_variant_of_the_papers_trains_from_the_command_line(variant, few_images, tmp_path):
     out = tmp_path / "run"
@@ -285,7 +285,7 @@ def test_each_variant_of_the_papers_trains_from_the_command_line(variant, few_im
                     "--out", out, "--device", "cpu", "--no-progress", *variant)
     assert fitted.exit_code == 0, fitted.output
     saved = json.loads((out / "config.json").read_text())
-    if "--part-loss" in variant:
+    if "part_loss=patch" in variant:
         assert (saved["model"]["decode_parts"], saved["model"]["part_loss"],
                 saved["model"]["part_loss_weight"], saved["train"]["part_loss_ramp"]) == (
             True, "patch", 0.5, 4)

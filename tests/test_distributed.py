@@ -9,8 +9,9 @@ from rnp_pyro import data
 from rnp_pyro.distributed import Place, epoch_batches
 from rnp_pyro.errors import CheckpointError, ConfigError, DataParallelError
 from rnp_pyro.infer.objectives import make_objective
-from rnp_pyro.run import CHECKPOINT_FILE, build, read_checkpoint, read_metrics
-from rnp_pyro.train import fit, fit_in_processes, stream_seed
+from rnp_pyro.folder import CHECKPOINT_FILE, read_checkpoint, read_metrics
+from rnp_pyro.run import build, fit, fit_in_processes
+from rnp_pyro.train import stream_seed
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pyro.nn import PyroModule
 from torch import nn
 
-from rnp_pyro import data, guides, run, train
+from rnp_pyro import data, folder, guides, run
 from rnp_pyro.cli import main
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import registry
@@ -58,9 +58,9 @@ def test_a_registered_guide_trains_and_evaluates_from_the_python_api(linear_regi
     config = tiny_config(guide="linear")
     strokes = dict(train_set=data.load_images("strokes", image_size=16, limit=256),
                    test_set=data.load_images("strokes", train=False, image_size=16, limit=32))
-    fitted = train.fit(config, tmp_path, max_steps=24, device="cpu", progress=False, **strokes)
+    fitted = run.fit(config, tmp_path, max_steps=24, device="cpu", progress=False, **strokes)
     assert isinstance(fitted.guide, LinearGuide)
-    rows = run.read_metrics(tmp_path)
+    rows = folder.read_metrics(tmp_path)
     assert math.isfinite(rows[-1]["test_elbo"])
     loaded = run.load_run(tmp_path)
     torch.testing.assert_close(loaded.guide.net.weight, fitted.guide.net.weight)

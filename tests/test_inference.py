@@ -14,8 +14,7 @@ from rnp_pyro.infer.bounds import log_likelihood_bounds, log_weights
 from rnp_pyro.infer.fitting import fit_guide
 from rnp_pyro.infer.objectives import make_objective
 from rnp_pyro.plates import data_plate
-from rnp_pyro.run import build, guide_for, load_run, read_config
-from rnp_pyro.train import _init_from, fit
+from rnp_pyro.run import _init_from, build, fit, guide_for, load_run, read_config
 
 
 @pytest.fixture(scope="module")

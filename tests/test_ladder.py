@@ -4,6 +4,7 @@ import torch
 from images import rectangles
 from pyro import poutine
 
+from rnp_pyro.variants import PriorLatents
 from rnp_pyro import spatial
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import posterior_means, reconstruct
@@ -124,8 +125,8 @@ def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config):
     trace = poutine.trace(guide).get_trace(x)
     lower = {name: trace.nodes[name]["value"] for name in level_names(cfg)[1:]}
     z_top = trace.nodes[cfg.model.top_site]["value"]
-    _, levels = poutine.condition(model.level, lower)(z_top.unsqueeze(1), 0, z_top.shape[:-1],
-                                                      stochastic=True, draw=False)
+    prior = PriorLatents(z_top.shape[:-1], cfg.model.level_scale, len(cfg.model.taus))
+    levels = poutine.condition(model.grow, lower)(z_top, prior, drawn=False)
     image, tree = (1, 28, 28), cfg.model
     parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), levels[0].actions,
                          tree.scale_offset, tree.rotation_range)
@@ -216,9 +217,8 @@ def test_posterior_means_are_the_guides_means_top_down(tiny_config):
         torch.testing.assert_close(means[cfg.model.top_site], guide.encode(x)[0])
         # at initialisation q's lower means are the prior's: the deterministic tree
         top = means[cfg.model.top_site]
-        _, levels = model.level(top.unsqueeze(1), 0, top.shape[:-1], stochastic=False,
-                                draw=False)
-        parts, subparts = levels[0].latents, levels[1].latents.unflatten(1, (3, 2))
+        levels = model.grow(top, drawn=False)
+        parts, subparts = levels[0].latents, levels[1].latents.unflatten(0, (len(top), 3))
         for t in range(3):
             torch.testing.assert_close(means[f"z1_{t + 1}"], parts[:, t:t + 1])
         for t in range(2):

@@ -59,20 +59,36 @@ def reaches(start: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("low", ["model", "hyper", "program", "spatial", "tree", "encoder",
-                                 "likelihood"])
+@pytest.mark.parametrize("low", ["model", "variants", "hyper", "program", "spatial", "tree",
+                                 "encoder", "likelihood"])
 def test_the_model_rooms_import_no_run_config_data_or_run_folder(low):
     reached = reaches(f"rnp_pyro.{low}")
-    assert not reached & {"rnp_pyro.config", "rnp_pyro.data", "rnp_pyro.run"}, reached
+    assert not reached & {"rnp_pyro.config", "rnp_pyro.data", "rnp_pyro.run",
+                          "rnp_pyro.folder"}, reached
 
 
 @pytest.mark.parametrize("analysis", ["metrics", "ppc", "viz"])
 def test_analysis_works_on_tensors_not_on_run_folders(analysis):
-    assert "rnp_pyro.run" not in reaches(f"rnp_pyro.{analysis}")
+    assert not reaches(f"rnp_pyro.{analysis}") & {"rnp_pyro.run", "rnp_pyro.folder"}
 
 
-def test_training_leaves_figures_to_the_run_folder_door():
-    assert "rnp_pyro.viz" not in GRAPH["rnp_pyro.train"]
+def test_the_run_folders_files_know_nothing_of_the_model():
+    assert reaches("rnp_pyro.folder") <= {"rnp_pyro.errors"}
+
+
+def test_only_the_command_line_and_the_shipped_models_assemble_runs():
+    users = {name for name, targets in GRAPH.items() if "rnp_pyro.run" in targets}
+    assert users == {"rnp_pyro.cli", "rnp_pyro.hub"}
+
+
+def test_training_and_its_report_write_through_the_files_room():
+    for room in ("train", "report"):
+        assert "rnp_pyro.folder" in GRAPH[f"rnp_pyro.{room}"]
+        assert "rnp_pyro.run" not in reaches(f"rnp_pyro.{room}")
+
+
+def test_training_leaves_figures_to_the_runs_room():
+    assert "rnp_pyro.viz" not in reaches("rnp_pyro.train")
     assert "rnp_pyro.viz" in GRAPH["rnp_pyro.run"]
 
 

@@ -117,8 +117,8 @@ def test_stochastic_levels_a_site_per_level_and_step_each_fed_forward(small):
     assert trace.nodes["z0_1"]["value"].shape == (4, 3, cfg.model.z_dim)
     # conditioning every site on its mean gives the deterministic tree
     z = trace.nodes["z2"]["value"]
-    _, below = model.level(z.unsqueeze(-2), 0, z.shape[:-1], stochastic=False, draw=False)
-    parts, subparts = below[0].latents, below[1].latents.unflatten(1, (3, 2))
+    below = model.grow(z, drawn=False)
+    parts, subparts = below[0].latents, below[1].latents.unflatten(0, (4, 3))
     means = {"z2": z, **{f"z1_{t + 1}": parts[:, t:t + 1] for t in range(3)},
              **{f"z0_{t + 1}": subparts[:, :, t] for t in range(2)}}
     conditioned = poutine.trace(poutine.condition(model, means)).get_trace(x)

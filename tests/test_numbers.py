@@ -16,8 +16,7 @@ from rnp_pyro.infer.bounds import log_likelihood_bounds, log_weights
 from rnp_pyro.infer.fitting import fit_guide, guide_args
 from rnp_pyro.metrics import evaluate
 from rnp_pyro.modes import frozen
-from rnp_pyro.run import build, guide_for
-from rnp_pyro.train import fit
+from rnp_pyro.run import build, fit, guide_for
 
 PYRO_GUIDES = {"AutoNormal": AutoNormal, "AutoDelta": AutoDelta,
                "AutoDiagonalNormal": AutoDiagonalNormal,

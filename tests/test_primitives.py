@@ -37,7 +37,7 @@ def test_every_leaf_patch_is_a_non_negative_combination_of_the_primitives(channe
     z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
     patches = tree.leaves.drawn.flatten(0, 2)  # (leaves * channels, P, P)
-    basis = model.primitive_images.flatten(1).T  # (P * P, 2)
+    basis = model.patch_maker.images.flatten(1).T  # (P * P, 2)
     solution = torch.linalg.lstsq(basis, patches.flatten(1).T).solution  # (2, n)
     torch.testing.assert_close(basis @ solution, patches.flatten(1).T)
     assert (solution > -1e-9).all() and (solution.abs().sum(0) > 0).any()

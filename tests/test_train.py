@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from rnp_pyro import data
+from rnp_pyro import folder
 from rnp_pyro import run as run_module
 from rnp_pyro.config import RunConfig
 from rnp_pyro.errors import CheckpointError, ConfigError, RunStopped, TrainingDiverged
@@ -21,11 +22,9 @@ from rnp_pyro.model import RNP
 from rnp_pyro.step import TrainStep
 from rnp_pyro.metrics import evaluate
 from rnp_pyro.infer import objectives
-from rnp_pyro.run import (CONFIG_FILE, build, load_run, read_checkpoint, read_metrics,
-                          resolve_device,
-                          save_checkpoint)
-from rnp_pyro import train as train_module
-from rnp_pyro.train import fit, fit_depthwise
+from rnp_pyro.distributed import resolve_device
+from rnp_pyro.folder import CONFIG_FILE, read_checkpoint, read_metrics, save_checkpoint
+from rnp_pyro.run import build, fit, fit_depthwise, load_run
 
 
 @pytest.fixture(scope="module")
@@ -431,9 +430,9 @@ def test_a_run_checkpoints_every_few_steps_inside_an_epoch(strokes, tmp_path, ti
     train(tiny_config(), tmp_path / "run", strokes, max_steps=6, checkpoint_every=5)
     assert read_checkpoint(tmp_path / "run")["step"] == 6  # the last, after the 5th's
     signalled = []
-    original = run_module.save_checkpoint
+    original = folder.save_checkpoint
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "save_checkpoint",
+        patch.setattr(folder, "save_checkpoint",
                       lambda out, state: (signalled.append(state["step"]), original(out, state)))
         train(tiny_config(), tmp_path / "again", strokes, max_steps=12, checkpoint_every=5)
     assert signalled == [5, 8, 10, 12]  # every 5 steps, and after each epoch of 8
@@ -521,7 +520,7 @@ def test_an_older_metrics_file_with_the_training_loss_reads_as_the_elbo(run20, t
 def test_depthwise_training_grows_the_tree_one_depth_at_a_time(strokes, tmp_path, tiny_config,
                                                                monkeypatch):
     started = []
-    original = train_module._init_from
+    original = run_module._init_from
 
     def noting(model, guide, run_dir, *args, **kwargs):
         started.append((model.config.taus, Path(run_dir).name))
@@ -531,7 +530,7 @@ def test_depthwise_training_grows_the_tree_one_depth_at_a_time(strokes, tmp_path
         for name, value in model.state_dict().items():
             assert torch.equal(value, source.model.state_dict()[name]), name
 
-    monkeypatch.setattr(train_module, "_init_from", noting)
+    monkeypatch.setattr(run_module, "_init_from", noting)
     train_set, test_set = strokes
     final = fit_depthwise(tiny_config(taus=(3, 2)), tmp_path / "run", max_steps=4, device="cpu",
                           progress=False, train_set=train_set, test_set=test_set)

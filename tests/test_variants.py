@@ -58,7 +58,7 @@ def test_every_level_is_in_depth_first_order_of_its_parents(inputs, tiny_config)
         assert below.decoded.shape == (2, below.size, 1, 12, 12)
     # a part decoded by its parent's program is a patch of its latent, wherever it is
     part = tree.levels[1].latents[:, 2]
-    again = model.patches(model.program(tree.levels[0].latents[:, 0], 0, patches=True),
+    again = model.patches(model.program(tree.levels[0].latents[:, 0], 0),
                           part.unsqueeze(1))
     torch.testing.assert_close(again[:, 0], tree.levels[1].decoded[:, 2])
 

@@ -18,7 +18,7 @@ from rnp_pyro import RNP, data
 from rnp_pyro.config import RunConfig
 from rnp_pyro.run import figures_run, save_figures
 from rnp_pyro.spatial import place
-from rnp_pyro.train import fit
+from rnp_pyro.run import fit
 from rnp_pyro.tree import Level, Tree
 from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs,
                           cluster_samples_figure, colour_parts, compose, interpolation_figure,

@@ -12,7 +12,7 @@ the tree, as the model generates them:
 
 one site per level and program step, as in the model: ``m`` and each node's action
 come from running the *model's own* programs, step by step, on the latents the guide
-has sampled (``model.program``, as in ``RNP.level``: each sampled child is what its
+has sampled (the model's own traversal, ``RNP.grow``: each sampled child is what its
 program's next step reads), and ``crop`` is the region of x
 under the node: the root's crop is x, a child's is its parent's crop cropped under
 the child's action (:func:`rnp_pyro.spatial.crop`). One small network encodes the
@@ -104,7 +104,7 @@ class LadderGuide(EncoderGuide):
     def __init__(self, model, config: GuideConfig | None = None, *, bf16_encoder: bool = False,
                  crop_width: int = 16, features: int = 64, hidden: int = 64):
         tree = getattr(model, "config", None)
-        if not hasattr(model, "program"):
+        if not hasattr(model, "grow"):
             raise ConfigError("LadderGuide runs the model's programs top-down: pass "
                               "LadderGuide(model) with the RNP it guides")
         if not tree.stochastic_levels:
@@ -119,32 +119,43 @@ class LadderGuide(EncoderGuide):
     def sample_lower_levels(self, z_top: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
         """Sample the sites of the levels below z^K (*B, |z|) top-down, one program step
         at a time as the model does (each sample is what the program's next step
-        reads), given the images x.
+        reads), given the images x: the model's own traversal
+        (:meth:`rnp_pyro.model.RNP.grow`) with this guide's posterior drawing the latents.
 
         Returns the sampled latents of each level below the top, (*B, n_k, |z|).
         """
         tree = self.model.config
         lead = z_top.shape[:-1]
-        parents = z_top.reshape(-1, tree.z_dim)  # (N * n, |z|), batch-major
         crops = x.expand(*lead, *tree.image_shape).reshape(-1, *tree.image_shape)
-        levels = []
-        for depth, tau in enumerate(tree.taus):
-            level = len(tree.taus) - depth - 1
-            child_crops = []
+        grown = self.model.grow(z_top.reshape(-1, tree.z_dim), _PosteriorLatents(self, crops, lead),
+                                drawn=False)
+        return [level.latents.reshape(*lead, -1, tree.z_dim) for level in grown]
 
-            def sample(t, means, actions, parent_crops=crops, level=level, child_crops=child_crops):
-                crop = spatial.crop(parent_crops, actions[:, 0], tree.scale_offset,
-                                    tree.rotation_range)  # (N * n, C, H, W)
-                child_crops.append(crop)
-                delta, scale = self.posterior(self.crop_encoder(crop), means[:, 0])
-                shaped = (*lead, -1, tree.z_dim)
-                q = dist.Normal((means[:, 0] + delta).reshape(shaped), scale.reshape(shaped))
-                return pyro.sample(site_name(level, t + 1), q.to_event(2)).reshape(means.shape)
 
-            programs = self.model.program(parents, depth,
-                                          patches=tree.program_input == "patch")
-            children, _ = programs.run(tau, self.model.input_of(programs), sample)
-            crops = torch.stack(child_crops, 1).reshape(-1, *tree.image_shape)
-            levels.append(children.reshape(*lead, -1, tree.z_dim))
-            parents = children.reshape(-1, tree.z_dim)
-        return levels
+class _PosteriorLatents:
+    """The ladder guide's q for each child a program emits (``feed`` of
+    :meth:`rnp_pyro.model.RNP.grow`), given the crop of x under each node: the root's
+    crop is x, a child's is its parent's crop cropped under the child's action."""
+
+    def __init__(self, guide: LadderGuide, root_crops: torch.Tensor, lead: torch.Size):
+        self.guide, self.lead = guide, lead
+        self.crops = {0: root_crops}  # tree depth -> the crops of its nodes (N, C, H, W)
+
+    def feed(self, depth: int):
+        tree = self.guide.model.config
+        parent_crops = self.crops[depth]
+        if isinstance(parent_crops, list):  # one (nodes, C, H, W) per step of the level above
+            parent_crops = torch.stack(parent_crops, 1).reshape(-1, *tree.image_shape)
+        child_crops = self.crops[depth + 1] = []
+        level = len(tree.taus) - depth - 1
+
+        def sample(t, means, actions):
+            crop = spatial.crop(parent_crops, actions[:, 0], tree.scale_offset,
+                                tree.rotation_range)  # (N * n, C, H, W)
+            child_crops.append(crop)
+            delta, scale = self.guide.posterior(self.guide.crop_encoder(crop), means[:, 0])
+            shaped = (*self.lead, -1, tree.z_dim)
+            q = dist.Normal((means[:, 0] + delta).reshape(shaped), scale.reshape(shaped))
+            return pyro.sample(site_name(level, t + 1), q.to_event(2)).reshape(means.shape)
+
+        return sample

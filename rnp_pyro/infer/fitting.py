@@ -7,15 +7,23 @@ is measured against.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 
+from .. import guides
 from ..data import batch_indices
-from ..errors import check_count
+from ..errors import ConfigError, check_count
 from ..guides.registry import is_per_image, keeps_positions
-from ..modes import frozen, own_random_stream
+from ..modes import evaluating, frozen, own_random_stream
 from .objectives import make_objective
 
-__all__ = ["fit_guide", "guide_args", "loss_divisor"]
+__all__ = ["fit_guide", "guide_args", "guide_for_images", "loss_divisor"]
+
+log = logging.getLogger("rnp_pyro")
+FIT_STEPS = 300  # steps that fit a per-image guide to new images, by default
+ENCODES_PER_CHUNK = 4000  # images encoded at once when starting per-image guides
 
 
 def guide_args(guide, indices: torch.Tensor, dataset_size: int) -> tuple:
@@ -65,3 +73,47 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
                 if len(losses) == steps:
                     break
     return losses
+
+
+def guide_for_images(model, trained, config: guides.GuideConfig, images: torch.Tensor,
+                     name: str | None = None, *, fit_steps: int = FIT_STEPS, **fit_options):
+    """The guide ``name`` (default: ``config.kind``, the trained guide's) ready for
+    ``images``, beside the ``trained`` guide of ``model`` built from ``config``; and
+    what fitting it took.
+
+    The trained guide serves as it is when it is amortized and of that kind. A fresh
+    amortized guide whose only networks are an encoder takes the trained guide's
+    encoder. A per-image guide starts each image where the trained guide's encoder
+    puts it (when there is one) and is fitted to ``images`` with the model frozen
+    (``fit_options`` go to :func:`fit_guide`).
+    """
+    name = name or config.kind
+    check_count("fit_steps", fit_steps)
+    if name == config.kind and not is_per_image(trained):
+        return trained, {}
+    fresh_config = config.replace(kind=name)
+    if guides.guide_class(name).per_image:
+        log.info(f"fitting a {name} guide to {len(images)} images ({fit_steps} steps)")
+        fresh = guides.build(fresh_config, model, example=images, dataset_size=len(images))
+        fresh.to(images.device)
+        if hasattr(trained, "encode"):  # start each image where the trained encoder puts it
+            with evaluating(trained):
+                fresh.start_from(*(torch.cat(part) for part in zip(
+                    *(trained.encode(x) for x in images.split(ENCODES_PER_CHUNK)))))
+        started = time.perf_counter()
+        losses = fit_guide(model, fresh, images, steps=fit_steps, **fit_options)
+        return fresh, {"fit_steps": fit_steps, "fit_final_loss": losses[-1],
+                       "fit_seconds": round(time.perf_counter() - started, 3)}
+    fresh = guides.build(fresh_config, model)
+    encoder = getattr(trained, "encoder", None)
+    try:
+        if encoder is None:
+            raise RuntimeError
+        fresh.load_state_dict({f"encoder.{key}": value
+                               for key, value in encoder.state_dict().items()})
+    except RuntimeError:
+        raise ConfigError(f"a {name!r} guide cannot be taken from a run trained with the "
+                          f"{config.kind!r} guide: it has networks of its own to train; "
+                          f"choose a per-image guide, or one whose only network is the "
+                          f"trained encoder") from None
+    return fresh.to(images.device), {}
