@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rnp_pyro import presets
 from rnp_pyro.baselines import ConvVAE
 from rnp_pyro.data import DataError, load_images
-from rnp_pyro.guides import EncoderGuide
+from rnp_pyro.run import build
 from rnp_pyro.model import RNP
 from rnp_pyro.reference import depth_first_canvas
 from rnp_pyro.step import TrainStep
@@ -127,9 +127,8 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
         images = images.to(device)
 
         def built(config):
-            model = RNP(config.model, **config.speed.model_options()).to(device)
-            return model, EncoderGuide(model, config.guide,
-                                       bf16_encoder=config.speed.bf16_encoder).to(device)
+            model, guide = build(config)
+            return model.to(device), guide.to(device)
 
         rnp, guide = built(cfg)
         n_params = sum(p.numel() for p in rnp.parameters())

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, check_fields
+from .errors import CheckpointError, ConfigError, check_fields
 from .guides.registry import GuideConfig, guide_for_model
 from .infer.objectives import DATA_PARALLEL_OBJECTIVES, OBJECTIVES
 from .model import ModelConfig
@@ -141,10 +141,6 @@ class SpeedConfig:
     def __post_init__(self):
         check_fields(self)
 
-    def model_options(self) -> dict:
-        """Keyword options of :class:`rnp_pyro.model.RNP`."""
-        return dict(materialize_weights=self.materialize_weights,
-                    bf16_decoder=self.bf16_decoder, compile_programs=self.compile_programs)
 
 
 _PARTS = {"model": ModelConfig, "guide": GuideConfig, "data": DataConfig, "train": TrainConfig,
@@ -197,6 +193,37 @@ class RunConfig:
                               f"refines each one, so data-parallel processes cannot share it: "
                               f"train it in one process")
 
+    def for_fit(self, out: Path, *, epochs: int | None = None, parallel: bool = False,
+                checkpoint: dict | None = None, seed: int = 0) -> "RunConfig":
+        """The config a fit into the folder ``out`` trains: with the ``epochs`` budget
+        asked for (what config.json records) and a ``folder:`` dataset's path made
+        absolute (the run reads the same images from wherever it is resumed or judged).
+
+        Refuses a run folder inside its own data folder (its figures would become
+        data), data-parallel training (``parallel``) it cannot do, and a ``checkpoint``
+        to resume that was trained with other settings or another ``seed``
+        (performance switches and the epochs budget aside).
+        """
+        config = self if epochs is None else self.replace(epochs=epochs)
+        dataset = config.data.dataset
+        if dataset.startswith("folder:"):
+            images = Path(dataset.removeprefix("folder:")).expanduser().absolute()
+            if out == images or images in out.parents:
+                raise ConfigError(f"the run folder {out} lies inside its data folder {images}, "
+                                  f"whose images it would add to; choose an --out outside it")
+            config = config.replace(dataset=f"folder:{images}")
+        if parallel:
+            config.check_data_parallel()
+        if checkpoint is not None:
+            changes = RunConfig.from_checkpoint(checkpoint, out).differences(config)
+            if checkpoint["seed"] != seed:
+                changes.append(f"seed ({checkpoint['seed']!r} vs {seed!r})")
+            if changes:
+                raise CheckpointError(f"the checkpoint in {out} was trained with other settings "
+                                      f"(saved vs asked): {', '.join(changes)}; resume with the "
+                                      f"same settings, or choose another --out for a new run")
+        return config
+
     # ------------------------------------------------------------------ changes
     def replace(self, **changes) -> "RunConfig":
         """A copy with some settings changed (validated): whole parts by their names, or
@@ -235,6 +262,17 @@ class RunConfig:
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, source: str | Path) -> "RunConfig":
+        """The config a checkpoint (of the run in ``source``, named in errors) was
+        trained with."""
+        try:
+            return cls.from_dict(state["config"])
+        except (ConfigError, TypeError) as err:
+            raise CheckpointError(f"the config stored in the checkpoint of {source} is not "
+                                  f"valid here (written by rnp-pyro {state.get('version', '?')}): "
+                                  f"{err}") from err
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":

@@ -173,6 +173,24 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return (Path(run_dir) / CHECKPOINT_FILE).exists()
 
 
+def checkpoint_to_resume(run_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
+    """The checkpoint a fit into ``run_dir`` resumes (None: a new run), refusing to
+    replace a run that was not asked to be replaced."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: "
+                          "give one of them")
+    if not resume:
+        if has_checkpoint(run_dir) and not overwrite:
+            raise CheckpointError(f"{run_dir} already holds a run ({CHECKPOINT_FILE}); pass "
+                                  f"--resume to continue it, --overwrite to replace it, or "
+                                  f"choose another --out")
+        return None
+    if not has_checkpoint(run_dir):
+        log.info(f"no checkpoint in {run_dir} yet: starting the run afresh")
+        return None
+    return read_checkpoint(run_dir)
+
+
 def read_checkpoint(run_dir: str | Path) -> dict:
     """The contents of a run folder's checkpoint on the CPU, or a CheckpointError saying
     what is wrong."""

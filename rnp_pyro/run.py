@@ -90,13 +90,10 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
             check_count(name, value)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
-    if epochs is not None:  # the budget asked for is what config.json records
-        config = config.replace(epochs=epochs)
-    config = _absolute_paths(config, out)
     place, device = distributed.join(distributed.resolve_device(device))
-    if place.parallel:
-        config.check_data_parallel()
-    state = _state_to_resume(config, out, seed, resume, overwrite)
+    state = folder.checkpoint_to_resume(out, resume=resume, overwrite=overwrite)
+    config = config.for_fit(out, epochs=epochs, parallel=place.parallel, checkpoint=state,
+                            seed=seed)
     main = place.is_main
     with folder.writing(out, overwrite=overwrite) if main else contextlib.nullcontext():
         train_images, test_images = (
@@ -172,14 +169,14 @@ def fit_in_processes(processes: int, config: RunConfig, out: str | Path, **optio
     if distributed.launched_world_size() > 1:
         raise ConfigError("this process is one of several torchrun started; torchrun's "
                           "--nproc-per-node sets the number of processes, so leave out --devices")
-    config.check_data_parallel()
     device = distributed.resolve_device(options.get("device", "auto"))
     if device.type == "cuda" and processes > torch.cuda.device_count():
         raise ConfigError(f"{processes} processes need as many GPUs; this machine has "
                           f"{torch.cuda.device_count()}")
-    config = _absolute_paths(config, Path(out).absolute())
-    _state_to_resume(config, Path(out), options.get("seed", 0), options.get("resume", False),
-                     options.get("overwrite", False))
+    out = Path(out).absolute()
+    state = folder.checkpoint_to_resume(out, resume=options.get("resume", False),
+                                        overwrite=options.get("overwrite", False))
+    config = config.for_fit(out, parallel=True, checkpoint=state, seed=options.get("seed", 0))
     distributed.launch(processes, _fit_in_rank, config, out, options)
     return load_run(out, device=options.get("device", "auto"))
 
@@ -188,40 +185,6 @@ def _fit_in_rank(config: RunConfig, out: str | Path, options: dict) -> None:
     from torch.distributed.elastic.multiprocessing.errors import record  # reports the error
 
     record(fit)(config, out, **options)
-
-
-def _state_to_resume(config: RunConfig, out: Path, seed: int, resume: bool,
-                     overwrite: bool = False) -> dict | None:
-    """The checkpoint to resume (None for a new run), refusing what cannot be resumed."""
-    if resume and overwrite:
-        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: "
-                          "give one of them")
-    if not resume:
-        if folder.has_checkpoint(out) and not overwrite:
-            raise CheckpointError(f"{out} already holds a run ({folder.CHECKPOINT_FILE}); pass "
-                                      f"--resume to continue it, --overwrite to replace it, or "
-                                      f"choose another --out")
-        return None
-    if not folder.has_checkpoint(out):
-        log.info(f"no checkpoint in {out} yet: starting the run afresh")
-        return None
-    state = folder.read_checkpoint(out)
-    check_resumable(state, config, seed, out)
-    return state
-
-
-def _absolute_paths(config: RunConfig, out: Path) -> RunConfig:
-    """The config with a ``folder:`` dataset's path made absolute (so that the run reads
-    the same images from wherever it is resumed or evaluated), refusing a run folder
-    inside its own data folder (its figures would become data)."""
-    dataset = config.data.dataset
-    if not dataset.startswith("folder:"):
-        return config
-    folder = Path(dataset.removeprefix("folder:")).expanduser().absolute()
-    if out == folder or folder in out.parents:
-        raise ConfigError(f"the run folder {out} lies inside its data folder {folder}, whose "
-                          f"images it would add to; choose an --out outside it")
-    return config.replace(dataset=f"folder:{folder}")
 
 
 def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] = ()) -> None:
@@ -271,7 +234,9 @@ def build(config: RunConfig, example: torch.Tensor | None = None,
     """
     tree = config.model
     if tree.kind == "rnp":
-        model = RNP(tree, **config.speed.model_options())
+        speed = config.speed
+        model = RNP(tree, materialize_weights=speed.materialize_weights,
+                    bf16_decoder=speed.bf16_decoder, compile_programs=speed.compile_programs)
     else:
         # the baseline gets as many parameters as the RNP it is compared with
         rnp_params = sum(p.numel() for p in RNP(tree.replace(kind="rnp")).parameters())
@@ -286,28 +251,6 @@ def read_config(run_dir: str | Path) -> RunConfig:
     return RunConfig.load(Path(run_dir) / folder.CONFIG_FILE)
 
 
-def checkpoint_config(state: dict, run_dir: str | Path) -> RunConfig:
-    """The config a checkpoint was trained with."""
-    try:
-        return RunConfig.from_dict(state["config"])
-    except (ConfigError, TypeError) as err:
-        raise CheckpointError(f"the config stored in {Path(run_dir) / folder.CHECKPOINT_FILE} is not "
-                              f"valid here (written by rnp-pyro {state.get('version', '?')}): "
-                              f"{err}") from err
-
-
-def check_resumable(state: dict, config: RunConfig, seed: int, run_dir: str | Path) -> None:
-    """A run resumes only with the settings it was started with (performance switches
-    aside)."""
-    changes = checkpoint_config(state, run_dir).differences(config)
-    if state["seed"] != seed:
-        changes.append(f"seed ({state['seed']!r} vs {seed!r})")
-    if changes:
-        raise CheckpointError(f"{Path(run_dir) / folder.CHECKPOINT_FILE} was trained with other "
-                              f"settings (saved vs asked): {', '.join(changes)}; resume with the "
-                              f"same settings, or choose another --out for a new run")
-
-
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """The trained model and guide of a run folder, in eval mode on ``device``."""
     path = Path(path)
@@ -316,7 +259,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     device = distributed.resolve_device(device)
     config = read_config(path)
     state = folder.read_checkpoint(path)
-    changes = checkpoint_config(state, path).differences(config)
+    changes = RunConfig.from_checkpoint(state, path).differences(config)
     if changes:
         raise CheckpointError(
             f"{path / folder.CHECKPOINT_FILE} was trained with another config than {path / folder.CONFIG_FILE} "

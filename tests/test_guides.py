@@ -7,22 +7,6 @@ from rnp_pyro import presets
 from rnp_pyro.baselines import ConvVAE
 from rnp_pyro.encoder import ResNetEncoder
 from rnp_pyro.guides import EncoderGuide
-from rnp_pyro.model import RNP
-
-# the fashion preset's model at 28 px with a light encoder, so that training in tests is quick
-FASHION = dict(dataset="fashion", image_size=28, z_dim=32, taus=(4, 4), scale_offset=1.6,
-               patch_size=10, materialize_weights=True, hyper_width=64, program_encoder=(64, 32),
-               patch_hidden=64, encoder_channels=8, encoder_convs=4, encoder_blocks=1,
-               encoder_dense=(32,))
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    pyro.set_rng_seed(0)
-
-
-def rnp(cfg):
-    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
@@ -46,8 +30,8 @@ def test_encoder_refuses_images_of_the_wrong_shape():
         encoder(torch.rand(4, 3, 28, 28))
 
 
-def test_guide_samples_the_top_site_per_image(tiny_config):
-    cfg = tiny_config(**FASHION, kl_weight=0.5)
+def test_guide_samples_the_top_site_per_image(tiny_config, rnp, fashion_config):
+    cfg = fashion_config(kl_weight=0.5)
     guide = EncoderGuide(rnp(cfg), cfg.guide)
     trace = pyro.poutine.trace(guide).get_trace(torch.rand(5, 1, 28, 28))
     site = trace.nodes[cfg.model.top_site]
@@ -57,15 +41,15 @@ def test_guide_samples_the_top_site_per_image(tiny_config):
     assert [f.name for f in site["cond_indep_stack"]] == ["data"]
 
 
-def test_guide_parameters_are_the_encoders(tiny_config):
-    cfg = tiny_config(**FASHION)
+def test_guide_parameters_are_the_encoders(tiny_config, rnp, fashion_config):
+    cfg = fashion_config()
     guide = EncoderGuide(rnp(cfg), cfg.guide)
     assert {name for name, _ in guide.named_parameters()} == {
         "encoder." + name for name, _ in guide.encoder.named_parameters()}
 
 
-def test_vectorized_particles_give_finite_loss_and_encoder_gradients(tiny_config):
-    cfg = tiny_config(**FASHION, model="convvae")
+def test_vectorized_particles_give_finite_loss_and_encoder_gradients(tiny_config, fashion_config):
+    cfg = fashion_config(model="convvae")
     model = ConvVAE(cfg.model)
     guide = EncoderGuide(model, cfg.guide)
     elbo = pyro.infer.Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
@@ -76,8 +60,8 @@ def test_vectorized_particles_give_finite_loss_and_encoder_gradients(tiny_config
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-def test_parallel_predictive_draws_one_latent_per_sample_and_image(tiny_config):
-    cfg = tiny_config(**FASHION, model="convvae")
+def test_parallel_predictive_draws_one_latent_per_sample_and_image(tiny_config, fashion_config):
+    cfg = fashion_config(model="convvae")
     model = ConvVAE(cfg.model)
     guide = EncoderGuide(model, cfg.guide)
     predictive = pyro.infer.Predictive(model, guide=guide, num_samples=3, parallel=True,
@@ -86,15 +70,15 @@ def test_parallel_predictive_draws_one_latent_per_sample_and_image(tiny_config):
     assert draws[cfg.model.top_site].shape == (3, 4, cfg.model.z_dim)
 
 
-def test_a_guide_takes_the_model_it_guides_first(tiny_config):
-    cfg = tiny_config(**FASHION, stochastic_levels=True)
+def test_a_guide_takes_the_model_it_guides_first(tiny_config, fashion_config):
+    cfg = fashion_config(stochastic_levels=True)
     for wrong in (cfg, cfg.guide, None):
         with pytest.raises(TypeError, match="takes the model it guides first"):
             EncoderGuide(wrong)
 
 
-def test_stochastic_levels_are_drawn_by_the_model_inside_the_plate(tiny_config):
-    cfg = tiny_config(**FASHION, stochastic_levels=True, kl_weight=0.5)
+def test_stochastic_levels_are_drawn_by_the_model_inside_the_plate(tiny_config, fashion_config):
+    cfg = fashion_config(stochastic_levels=True, kl_weight=0.5)
 
     class LowerLevels(torch.nn.Module):
         def __init__(self):
@@ -114,8 +98,8 @@ def test_stochastic_levels_are_drawn_by_the_model_inside_the_plate(tiny_config):
     assert all(name.startswith("encoder.") for name in guide.state_dict())
 
 
-def test_training_with_svi_learns_to_reconstruct(tiny_config):
-    cfg = tiny_config(**FASHION, model="convvae")
+def test_training_with_svi_learns_to_reconstruct(tiny_config, fashion_config):
+    cfg = fashion_config(model="convvae")
     model = ConvVAE(cfg.model, target_params=100_000)
     guide = EncoderGuide(model, cfg.guide)
     images = rectangles(512)

@@ -4,27 +4,12 @@ import torch
 from images import rectangles
 from pyro import poutine
 
-from rnp_pyro.variants import PriorLatents
 from rnp_pyro import spatial
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import posterior_means, reconstruct
 from rnp_pyro.guides.ladder import LadderGuide
-from rnp_pyro.model import RNP, site_name
-
-# the fashion preset's model at 28 px with stochastic levels and a light encoder, for quick tests
-FASHION = dict(dataset="fashion", image_size=28, z_dim=32, taus=(4, 4), scale_offset=1.6,
-               patch_size=10, materialize_weights=True, hyper_width=64, program_encoder=(64, 32),
-               patch_hidden=64, stochastic_levels=True, encoder_channels=8, encoder_convs=4,
-               encoder_blocks=1, encoder_dense=(32,))
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    pyro.set_rng_seed(0)
-
-
-def rnp(cfg):
-    return RNP(cfg.model, **cfg.speed.model_options())
+from rnp_pyro.model import site_name
+from rnp_pyro.variants import PriorLatents
 
 
 def latent_sites(trace):
@@ -40,8 +25,8 @@ def level_names(cfg):
 
 
 @pytest.mark.parametrize("particles", [None, 3])
-def test_sites_and_shapes_match_the_models(particles, tiny_config):
-    cfg = tiny_config(**FASHION, kl_weight=0.5)
+def test_sites_and_shapes_match_the_models(particles, tiny_config, rnp, fashion_config):
+    cfg = fashion_config(kl_weight=0.5)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = torch.rand(5, 1, 28, 28)
@@ -68,8 +53,8 @@ def test_sites_and_shapes_match_the_models(particles, tiny_config):
                           for depth, tau in enumerate(cfg.model.taus) for _ in range(tau))]
 
 
-def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config):
-    cfg = tiny_config(**FASHION)
+def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config, rnp, fashion_config):
+    cfg = fashion_config()
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     elbo = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
@@ -83,8 +68,8 @@ def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_guide_parameters_are_its_own_networks(tiny_config):
-    cfg = tiny_config(**FASHION)
+def test_guide_parameters_are_its_own_networks(tiny_config, rnp, fashion_config):
+    cfg = fashion_config()
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     names = {name for name, _ in guide.named_parameters()}
@@ -95,8 +80,8 @@ def test_guide_parameters_are_its_own_networks(tiny_config):
                for key in guide.state_dict())
 
 
-def test_guide_starts_at_the_models_conditional_prior(tiny_config):
-    cfg = tiny_config(**FASHION, level_scale=0.2)
+def test_guide_starts_at_the_models_conditional_prior(tiny_config, rnp, fashion_config):
+    cfg = fashion_config(level_scale=0.2)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 28, 28)
@@ -115,8 +100,8 @@ def test_guide_starts_at_the_models_conditional_prior(tiny_config):
     assert model.decode(guide.encode(x)[0]).canvas.shape == x.shape
 
 
-def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config):
-    cfg = tiny_config(**FASHION).replace(taus=(3, 2))
+def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config, rnp, fashion_config):
+    cfg = fashion_config().replace(taus=(3, 2))
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     seen = []
@@ -150,8 +135,8 @@ def fixed_noise_loss(model, guide, x):
     return loss
 
 
-def test_short_svi_run_of_model_and_guide_lowers_the_loss(tiny_config):
-    cfg = tiny_config(**FASHION)
+def test_short_svi_run_of_model_and_guide_lowers_the_loss(tiny_config, rnp, fashion_config):
+    cfg = fashion_config()
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = rectangles(8)
@@ -169,13 +154,13 @@ def test_short_svi_run_of_model_and_guide_lowers_the_loss(tiny_config):
     assert fixed_noise_loss(model, guide, x) < before - 100
 
 
-def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config):
+def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fashion_config):
     """With the model and q(z^K | x) frozen, only q of the lower levels can improve the ELBO.
 
     It starts at the model's conditional prior, a valid but uninformed posterior; a
     guide whose lower levels did not learn from the crops would not move the loss.
     """
-    cfg = tiny_config(**FASHION)
+    cfg = fashion_config()
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     guide.encoder.eval()  # frozen, BatchNorm statistics included
@@ -195,19 +180,19 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config):
     assert after < before - 5, (before, after)
 
 
-def test_a_deterministic_tree_is_refused(tiny_config):
-    cfg = tiny_config(**FASHION).replace(stochastic_levels=False)
+def test_a_deterministic_tree_is_refused(tiny_config, rnp, fashion_config):
+    cfg = fashion_config().replace(stochastic_levels=False)
     with pytest.raises(ConfigError, match="stochastic_levels=False.*EncoderGuide"):
         LadderGuide(rnp(cfg), cfg.guide)
 
 
-def test_the_model_is_needed(tiny_config):
+def test_the_model_is_needed(tiny_config, fashion_config):
     with pytest.raises(ValueError, match="LadderGuide\\(model\\)"):
-        LadderGuide(None, tiny_config(**FASHION).guide)
+        LadderGuide(None, fashion_config().guide)
 
 
-def test_posterior_means_are_the_guides_means_top_down(tiny_config):
-    cfg = tiny_config(**FASHION).replace(taus=(3, 2))
+def test_posterior_means_are_the_guides_means_top_down(tiny_config, rnp, fashion_config):
+    cfg = fashion_config().replace(taus=(3, 2))
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide).eval()
     x = torch.rand(2, 1, 28, 28)

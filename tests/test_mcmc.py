@@ -1,7 +1,6 @@
 import math
 from types import SimpleNamespace
 
-import pyro
 import pytest
 import torch
 
@@ -12,20 +11,6 @@ from rnp_pyro.model import RNP
 
 # A small untrained tree on the fashion settings at 12 px; a wide likelihood keeps the
 # posterior near the prior, so NUTS takes long steps and a few iterations are enough to
-# test the plumbing.
-SMALL = dict(dataset="fashion", scale_offset=1.6, materialize_weights=True, encoder_channels=8,
-             encoder_blocks=1, encoder_dense=(32,), z_dim=4, taus=(2, 2), hyper_width=16,
-             hyper_state_layers=2, hyper_policy_layers=1, program_encoder=(16, 8),
-             patch_hidden=16, image_size=12, patch_size=4, encoder_convs=2, obs_scale=5.0)
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    pyro.set_rng_seed(0)
-
-
-def rnp(cfg):
-    return RNP(cfg.model, **cfg.speed.model_options())
 
 
 def quick(model, x, **options):
@@ -33,8 +18,8 @@ def quick(model, x, **options):
                                        "max_tree_depth": 3, **options})
 
 
-def test_shapes_of_draws_samples_and_diagnostics(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_shapes_of_draws_samples_and_diagnostics(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(3, *cfg.model.image_shape)
@@ -51,8 +36,8 @@ def test_shapes_of_draws_samples_and_diagnostics(tiny_config):
     assert data["posterior"][cfg.model.top_site].shape == (2, 6, 3, cfg.model.z_dim)
 
 
-def test_dense_mass_matrix_and_too_few_draws_for_r_hat(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_dense_mass_matrix_and_too_few_draws_for_r_hat(tiny_config, rnp, small_config):
+    cfg = small_config()
     x = torch.rand(2, *cfg.model.image_shape)
     post = quick(rnp(cfg), x, full_mass=True, num_samples=3)
     assert post.draws.shape == (2, 3, 2, cfg.model.z_dim) and post.divergences[0] >= 0
@@ -60,8 +45,8 @@ def test_dense_mass_matrix_and_too_few_draws_for_r_hat(tiny_config):
         post.r_hat()
 
 
-def test_same_seed_same_draws_and_caller_rng_untouched(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_same_seed_same_draws_and_caller_rng_untouched(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     x = torch.rand(1, *cfg.model.image_shape)
     before = torch.get_rng_state()
@@ -72,8 +57,8 @@ def test_same_seed_same_draws_and_caller_rng_untouched(tiny_config):
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_networks_frozen_while_sampling_and_restored_after(bf16, tiny_config):
-    cfg = tiny_config(**SMALL, bf16_decoder=bf16)
+def test_networks_frozen_while_sampling_and_restored_after(bf16, tiny_config, rnp, small_config):
+    cfg = small_config(bf16_decoder=bf16)
     model = rnp(cfg).train()
     frozen_by_user = model.likelihood  # a part the caller had put in eval mode
     frozen_by_user.eval()
@@ -100,8 +85,8 @@ def test_networks_frozen_while_sampling_and_restored_after(bf16, tiny_config):
         assert torch.equal(value, weights[key]), key
 
 
-def test_samples_plug_into_predictive_checks(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_samples_plug_into_predictive_checks(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     x = torch.rand(2, *cfg.model.image_shape)
     post = quick(model, x)
@@ -113,8 +98,8 @@ def test_samples_plug_into_predictive_checks(tiny_config):
                               atol=1e-5)
 
 
-def test_stochastic_levels_refused(tiny_config):
-    cfg = tiny_config(**SMALL, stochastic_levels=True)
+def test_stochastic_levels_refused(tiny_config, rnp, small_config):
+    cfg = small_config(stochastic_levels=True)
     with pytest.raises(ValueError, match=r"samples z\^K only"):
         mcmc_posterior(rnp(cfg), torch.rand(1, *cfg.model.image_shape))
 
@@ -126,7 +111,7 @@ class LinearRNP(RNP):
     """
 
     def __init__(self, cfg, weight, bias):
-        super().__init__(cfg.model, **cfg.speed.model_options())
+        super().__init__(cfg.model)
         self.register_buffer("weight", weight)  # (pixels, |z|)
         self.register_buffer("bias", bias)  # (pixels,)
 
@@ -135,9 +120,9 @@ class LinearRNP(RNP):
         return SimpleNamespace(canvas=canvas.reshape(*z.shape[:-1], *self.config.image_shape))
 
 
-def test_nuts_recovers_exact_linear_gaussian_posterior(tiny_config):
+def test_nuts_recovers_exact_linear_gaussian_posterior(tiny_config, small_config):
     sigma = 1.0
-    cfg = tiny_config(**SMALL).replace(z_dim=2, obs_scale=sigma)
+    cfg = small_config().replace(z_dim=2, obs_scale=sigma)
     pixels = math.prod(cfg.model.image_shape)
     gen = torch.Generator().manual_seed(1)
     weight = torch.randn(pixels, 2, generator=gen) * 0.25

@@ -13,29 +13,15 @@ from rnp_pyro import model as model_module
 from rnp_pyro import program
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import EncoderGuide
-from rnp_pyro.model import RNP, part_loss, site_name
+from rnp_pyro.model import part_loss, site_name
 from rnp_pyro.reference import depth_first_canvas
 
 
-@pytest.fixture
-def small(tiny_config):
-    """The tiny config at 12 px, decoding in float32."""
-    return functools.partial(tiny_config, image_size=12, bf16_decoder=False)
-
-
-def rnp(cfg):
-    """The RNP of a run config, with its speed switches."""
-    return RNP(cfg.model, **cfg.speed.model_options())
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    torch.manual_seed(0)
 
 
 @pytest.mark.parametrize("taus", [(3,), (3, 2), (2, 2, 2), (2, 2, 2, 2)])
-def test_decode_equals_depth_first_reference(taus, small):
-    cfg = small(taus=taus, z_dim=5, channels=3)
+def test_decode_equals_depth_first_reference(taus, exact_config, rnp):
+    cfg = exact_config(taus=taus, z_dim=5, channels=3)
     model = rnp(cfg).double()
     z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
@@ -44,8 +30,8 @@ def test_decode_equals_depth_first_reference(taus, small):
     torch.testing.assert_close(tree.canvas, reference, rtol=1e-9, atol=1e-9)
 
 
-def test_small_patches_are_placed_into_full_size_frames(small):
-    cfg = small(taus=(3, 2), channels=3, patch_size=5)
+def test_small_patches_are_placed_into_full_size_frames(exact_config, rnp):
+    cfg = exact_config(taus=(3, 2), channels=3, patch_size=5)
     model = rnp(cfg).double()
     z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
@@ -54,13 +40,13 @@ def test_small_patches_are_placed_into_full_size_frames(small):
     torch.testing.assert_close(tree.canvas, depth_first_canvas(model, z), rtol=1e-9, atol=1e-9)
 
 
-def test_config_rejects_a_patch_of_one_pixel(small):
+def test_config_rejects_a_patch_of_one_pixel(exact_config):
     with pytest.raises(ConfigError, match="patch_size"):
-        small(patch_size=1)
+        exact_config(patch_size=1)
 
 
-def test_tree_shapes_and_structure(small):
-    cfg = small(taus=(3, 2), channels=3)
+def test_tree_shapes_and_structure(exact_config, rnp):
+    cfg = exact_config(taus=(3, 2), channels=3)
     model = rnp(cfg)
     tree = model.decode(torch.randn(5, cfg.model.z_dim))
     assert tree.canvas.shape == (5, 3, 12, 12)
@@ -80,8 +66,8 @@ def test_tree_shapes_and_structure(small):
                                model.place(tree.leaves.drawn[:, 4], tree.leaves.actions[:, 4]))
 
 
-def test_decode_broadcasts_over_leading_dims(small):
-    cfg = small()
+def test_decode_broadcasts_over_leading_dims(exact_config, rnp):
+    cfg = exact_config()
     model = rnp(cfg)
     z = torch.randn(2, 3, cfg.model.z_dim)
     tree = model.decode(z)
@@ -89,8 +75,8 @@ def test_decode_broadcasts_over_leading_dims(small):
     torch.testing.assert_close(tree.canvas[1], model.decode(z[1]).canvas)
 
 
-def test_model_trace_sites_and_shapes(small):
-    cfg = small()
+def test_model_trace_sites_and_shapes(exact_config, rnp):
+    cfg = exact_config()
     x = torch.rand(4, 1, 12, 12)
     trace = poutine.trace(rnp(cfg)).get_trace(x)
     trace.compute_log_prob()
@@ -104,8 +90,8 @@ def test_model_trace_sites_and_shapes(small):
     assert latent == [cfg.model.top_site]
 
 
-def test_stochastic_levels_a_site_per_level_and_step_each_fed_forward(small):
-    cfg = small(stochastic_levels=True, taus=(3, 2))
+def test_stochastic_levels_a_site_per_level_and_step_each_fed_forward(exact_config, rnp):
+    cfg = exact_config(stochastic_levels=True, taus=(3, 2))
     x = torch.rand(4, 1, 12, 12)
     model = rnp(cfg)
     trace = poutine.trace(model).get_trace(x)
@@ -132,8 +118,8 @@ def test_stochastic_levels_a_site_per_level_and_step_each_fed_forward(small):
 
 
 @pytest.mark.parametrize("likelihood", ["normal", "laplace", "continuous_bernoulli", "bernoulli"])
-def test_vectorized_particles_elbo(likelihood, small):
-    cfg = small(likelihood=likelihood, obs_scale=None if likelihood == "laplace" else 0.2,
+def test_vectorized_particles_elbo(likelihood, exact_config, rnp):
+    cfg = exact_config(likelihood=likelihood, obs_scale=None if likelihood == "laplace" else 0.2,
                 part_loss_weight=0.5)
     model = rnp(cfg)
     guide = EncoderGuide(model, cfg.guide)
@@ -145,8 +131,8 @@ def test_vectorized_particles_elbo(likelihood, small):
     assert all(p.grad is not None for p in model.hyper_state.parameters())
 
 
-def test_predictive_parallel(small):
-    cfg = small()
+def test_predictive_parallel(exact_config, rnp):
+    cfg = exact_config()
     model = rnp(cfg)
     guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 12, 12)
@@ -157,9 +143,9 @@ def test_predictive_parallel(small):
     assert samples["x"].shape == (4, 3, 1, 12, 12)
 
 
-def test_normal_elbo_matches_papers_loss(small):
+def test_normal_elbo_matches_papers_loss(exact_config, rnp):
     """-ELBO with obs scale sqrt(beta/2) equals (SSE + beta * KL) / beta + const."""
-    cfg = small(obs_scale=math.sqrt(0.05))
+    cfg = exact_config(obs_scale=math.sqrt(0.05))
     model = rnp(cfg)
     x = torch.rand(2, 1, 12, 12)
     z = torch.randn(2, cfg.model.z_dim)
@@ -173,8 +159,8 @@ def test_normal_elbo_matches_papers_loss(small):
 
 
 @pytest.mark.parametrize("taus, patch_size", [((2, 2), None), ((2,), 5)])
-def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_size, small):
-    cfg = small(taus=taus, patch_size=patch_size)
+def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_size, exact_config, rnp):
+    cfg = exact_config(taus=taus, patch_size=patch_size)
     model = rnp(cfg)
     z = torch.randn(2, cfg.model.z_dim)
     tree = model.decode(z)
@@ -185,15 +171,15 @@ def test_part_loss_is_positive_per_image_and_has_no_target_gradient(taus, patch_
     assert x.grad is None
 
 
-def test_sample_from_prior(small):
-    cfg = small()
+def test_sample_from_prior(exact_config, rnp):
+    cfg = exact_config()
     tree = rnp(cfg).sample(7)
     assert tree.canvas.shape == (7, 1, 12, 12)
     assert torch.isfinite(tree.canvas).all()
 
 
-def test_unmaterialized_decoder_is_the_same_function(small):
-    cfg = small()
+def test_unmaterialized_decoder_is_the_same_function(exact_config, rnp):
+    cfg = exact_config()
     model = rnp(cfg.replace(materialize_weights=True)).double()
     lazy = rnp(cfg.replace(materialize_weights=False)).double()
     lazy.load_state_dict(model.state_dict())
@@ -202,8 +188,8 @@ def test_unmaterialized_decoder_is_the_same_function(small):
     torch.testing.assert_close(lazy.decode(z).canvas, depth_first_canvas(lazy, z))
 
 
-def test_bf16_decoder_stays_close_to_float32(small):
-    cfg = small()
+def test_bf16_decoder_stays_close_to_float32(exact_config, rnp):
+    cfg = exact_config()
     model = rnp(cfg)
     fast = rnp(cfg.replace(bf16_decoder=True))
     fast.load_state_dict(model.state_dict())
@@ -214,8 +200,8 @@ def test_bf16_decoder_stays_close_to_float32(small):
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared, small):
-    cfg = small(taus=(2, 2, 2), shared_hypernetworks=shared)
+def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared, exact_config, rnp):
+    cfg = exact_config(taus=(2, 2, 2), shared_hypernetworks=shared)
     model = rnp(cfg).double()
     tree = model.decode(torch.randn(3, cfg.model.z_dim, dtype=torch.float64))
     parts = tree.levels[1]
@@ -229,8 +215,8 @@ def test_a_part_decoded_alone_draws_what_it_draws_in_the_tree(shared, small):
 
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("depth", [1, 2])
-def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth, small):
-    cfg = small(taus=(2, 3, 2), shared_hypernetworks=shared)
+def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth, exact_config, rnp):
+    cfg = exact_config(taus=(2, 3, 2), shared_hypernetworks=shared)
     model = rnp(cfg).double()
     truncated = rnp(cfg.replace(taus=cfg.model.taus[depth:])).double()
     truncated.load_state_dict(model.subtree_state(depth))
@@ -239,12 +225,12 @@ def test_a_truncated_model_draws_what_the_subtree_draws(shared, depth, small):
     torch.testing.assert_close(truncated.decode(z).canvas, depth_first_canvas(truncated, z))
 
 
-def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch, small):
+def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch, exact_config, rnp):
     # dynamo's capture (dynamic shapes, autograd) of the real program steps; the
     # aot_eager backend leaves out inductor's code generation, which takes a minute here
     monkeypatch.setattr(model_module, "_compiled", functools.cache(
         lambda: torch.compile(program.Program.run, dynamic=True, backend="aot_eager")))
-    cfg = small()
+    cfg = exact_config()
     plain, compiled = rnp(cfg), rnp(cfg.replace(compile_programs=True))
     compiled.load_state_dict(plain.state_dict())
     for batch in (5, 3):  # a second shape must not change the result either
@@ -256,16 +242,16 @@ def test_compiled_program_steps_draw_the_same_tree_and_gradients(monkeypatch, sm
                                    atol=1e-4, rtol=1e-3)
 
 
-def test_per_level_hypernetworks_option(small):
-    cfg = small(shared_hypernetworks=False)
+def test_per_level_hypernetworks_option(exact_config, rnp):
+    cfg = exact_config(shared_hypernetworks=False)
     model = rnp(cfg)
     assert len(model.hyper_state) == len(cfg.model.taus)
     z = torch.randn(3, cfg.model.z_dim, dtype=torch.float64)
     torch.testing.assert_close(model.double().decode(z).canvas, depth_first_canvas(model, z))
 
 
-def test_stochastic_levels_train_with_the_encoder_guide(small):
-    cfg = small(stochastic_levels=True)
+def test_stochastic_levels_train_with_the_encoder_guide(exact_config, rnp):
+    cfg = exact_config(stochastic_levels=True)
     model = rnp(cfg)
     guide = EncoderGuide(model, cfg.guide)
     x = torch.rand(4, 1, 12, 12)
@@ -278,7 +264,7 @@ def test_stochastic_levels_train_with_the_encoder_guide(small):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in guide.parameters())
 
 
-def test_model_rejects_images_of_another_shape(small):
-    cfg = small()
+def test_model_rejects_images_of_another_shape(exact_config, rnp):
+    cfg = exact_config()
     with pytest.raises(ValueError, match=r"images of shape \(\*B, 1, 12, 12\)"):
         rnp(cfg)(torch.rand(2, 1, 10, 10))

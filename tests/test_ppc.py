@@ -1,25 +1,9 @@
 """Posterior predictive checks: statistics, replicated draws, p-values, ArviZ data."""
 
-import pyro
 import pytest
 import torch
 
-from rnp_pyro import ConvVAE, RNP, guides, ppc
-
-# a small untrained tree on the fashion settings at 12 px
-SMALL = dict(dataset="fashion", scale_offset=1.6, materialize_weights=True, encoder_channels=8,
-             encoder_blocks=1, encoder_dense=(32,), z_dim=4, taus=(2, 2), hyper_width=16,
-             hyper_state_layers=2, hyper_policy_layers=1, program_encoder=(16, 8),
-             patch_hidden=16, image_size=12, patch_size=4, encoder_convs=2)
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    pyro.set_rng_seed(0)
-
-
-def rnp(cfg):
-    return RNP(cfg.model, **cfg.speed.model_options())
+from rnp_pyro import ConvVAE, guides, ppc
 
 
 def test_statistics_of_known_images():
@@ -33,8 +17,8 @@ def test_statistics_of_known_images():
     assert ppc.edge_energy(stripes).item() == pytest.approx(1.0)
 
 
-def test_part_masses_share_out_the_image_where_parts_draw(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_part_masses_share_out_the_image_where_parts_draw(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     with torch.no_grad():
         tree = model.decode(torch.randn(5, cfg.model.z_dim))
@@ -46,8 +30,8 @@ def test_part_masses_share_out_the_image_where_parts_draw(tiny_config):
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
-def test_replicated_images_are_drawn_from_the_likelihood(stochastic, tiny_config):
-    cfg = tiny_config(**SMALL, stochastic_levels=stochastic,
+def test_replicated_images_are_drawn_from_the_likelihood(stochastic, tiny_config, rnp, small_config):
+    cfg = small_config(stochastic_levels=stochastic,
                       guide="ladder" if stochastic else "encoder")
     model = rnp(cfg)
     guide = guides.build(cfg.guide, model)
@@ -66,8 +50,8 @@ def test_replicated_images_are_drawn_from_the_likelihood(stochastic, tiny_config
     assert set(check.statistics) == {*ppc.IMAGE_STATISTICS, *ppc.PAIRED_STATISTICS, "part_mass"}
 
 
-def test_p_values_flag_what_the_model_cannot_reproduce(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_p_values_flag_what_the_model_cannot_reproduce(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     guide = guides.build(cfg.guide, model)
     bright, blank = torch.ones(2, *cfg.model.image_shape), torch.zeros(2, *cfg.model.image_shape)
@@ -81,11 +65,11 @@ def test_p_values_flag_what_the_model_cannot_reproduce(tiny_config):
 
 
 def test_images_the_model_made_get_uniform_p_values_from_their_true_latents(tiny_config,
-                                                                            monkeypatch):
+                                                                            monkeypatch, rnp, small_config):
     # x and x_rep are then two draws from one distribution: every p-value is uniform
     monkeypatch.setattr(ppc, "unit_images", lambda x, **_: x)  # the model's own images
     # carry Normal noise beyond [0, 1], which images from users may not
-    cfg = tiny_config(**SMALL)
+    cfg = small_config()
     model = rnp(cfg)
     torch.manual_seed(0)
     z = torch.randn(400, cfg.model.z_dim)
@@ -101,8 +85,8 @@ def test_images_the_model_made_get_uniform_p_values_from_their_true_latents(tiny
     assert (bright["deviance"] == 0).all()  # images of all ones are not the model's
 
 
-def test_given_posterior_samples_and_seeds(tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_given_posterior_samples_and_seeds(tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     guide = guides.build(cfg.guide, model)
     x = torch.rand(2, *cfg.model.image_shape)
@@ -120,8 +104,8 @@ def test_given_posterior_samples_and_seeds(tiny_config):
         ppc.posterior_predictive(model, None, x)
 
 
-def test_arviz_data_and_plots(tmp_path, tiny_config):
-    cfg = tiny_config(**SMALL, stochastic_levels=True, guide="ladder")
+def test_arviz_data_and_plots(tmp_path, tiny_config, rnp, small_config):
+    cfg = small_config(stochastic_levels=True, guide="ladder")
     model = rnp(cfg)
     x = torch.rand(4, *cfg.model.image_shape)
     check = ppc.posterior_predictive(model, guides.build(cfg.guide, model), x, num_samples=10)
@@ -141,8 +125,8 @@ def test_arviz_data_and_plots(tmp_path, tiny_config):
         assert path.stat().st_size > 1000
 
 
-def test_arviz_data_leave_out_loo_and_save(tmp_path, tiny_config):
-    cfg = tiny_config(**SMALL)
+def test_arviz_data_leave_out_loo_and_save(tmp_path, tiny_config, rnp, small_config):
+    cfg = small_config()
     model = rnp(cfg)
     x = torch.rand(5, *cfg.model.image_shape)
     check = ppc.posterior_predictive(model, guides.build(cfg.guide, model), x, num_samples=40)
@@ -154,8 +138,8 @@ def test_arviz_data_leave_out_loo_and_save(tmp_path, tiny_config):
     assert (tmp_path / "check.nc").stat().st_size > 1000
 
 
-def test_conv_vae_has_no_parts_to_check(tiny_config):
-    cfg = tiny_config(**SMALL, model="convvae")
+def test_conv_vae_has_no_parts_to_check(tiny_config, small_config):
+    cfg = small_config(model="convvae")
     model = ConvVAE(cfg.model)
     check = ppc.posterior_predictive(model, guides.build(cfg.guide, model),
                                      torch.rand(2, *cfg.model.image_shape), num_samples=4)

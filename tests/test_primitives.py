@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from rnp_pyro import ConvVAE, RNP
+from rnp_pyro import ConvVAE
 from rnp_pyro.errors import ConfigError
 from rnp_pyro.primitives import PrimitiveStamp, primitive_images
 from rnp_pyro.reference import depth_first_canvas
@@ -31,9 +31,9 @@ def test_primitives_are_strokes_with_their_symmetries():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_every_leaf_patch_is_a_non_negative_combination_of_the_primitives(channels, small):
+def test_every_leaf_patch_is_a_non_negative_combination_of_the_primitives(channels, small, rnp):
     cfg = small(channels=channels)
-    model = RNP(cfg.model, **cfg.speed.model_options()).double()
+    model = rnp(cfg).double()
     z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
     tree = model.decode(z)
     patches = tree.leaves.drawn.flatten(0, 2)  # (leaves * channels, P, P)

@@ -17,21 +17,14 @@ INPUTS = {"latent": dict(program_input="latent"),
           "child_output": dict(program_input="patch", parent_input="child_output")}
 
 
-@pytest.fixture(autouse=True)
-def seeded():
-    torch.manual_seed(0)
-
-
-def small(tiny_config, **overrides):
-    return tiny_config(image_size=12, bf16_decoder=False, z_dim=5, **overrides)
 
 
 @pytest.mark.parametrize("taus", [(3, 2), (2, 2, 2)])
 @pytest.mark.parametrize("inputs", INPUTS)
 @pytest.mark.parametrize("hypernetworks, encoder", [(2, (7, 4)), (1, (6, 6, 6)), (2, (5,))])
 def test_the_fast_path_draws_what_the_depth_first_reference_draws(taus, inputs, hypernetworks,
-                                                                   encoder, tiny_config):
-    cfg = small(tiny_config, taus=taus, channels=3, patch_size=5, hypernetworks=hypernetworks,
+                                                                   encoder, exact_config):
+    cfg = exact_config(z_dim=5, taus=taus, channels=3, patch_size=5, hypernetworks=hypernetworks,
                 program_encoder=encoder, **INPUTS[inputs])
     model = RNP(cfg.model).double()
     z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64, requires_grad=True)
@@ -45,8 +38,8 @@ def test_the_fast_path_draws_what_the_depth_first_reference_draws(taus, inputs, 
 
 
 @pytest.mark.parametrize("inputs", INPUTS)
-def test_every_level_is_in_depth_first_order_of_its_parents(inputs, tiny_config):
-    cfg = small(tiny_config, taus=(3, 2, 2), decode_parts=True, **INPUTS[inputs])
+def test_every_level_is_in_depth_first_order_of_its_parents(inputs, exact_config):
+    cfg = exact_config(z_dim=5, taus=(3, 2, 2), decode_parts=True, **INPUTS[inputs])
     model = RNP(cfg.model).double()
     tree = model.decode(torch.randn(2, cfg.model.z_dim, dtype=torch.float64))
     assert [level.size for level in tree.levels] == [1, 3, 6, 12]
@@ -63,8 +56,8 @@ def test_every_level_is_in_depth_first_order_of_its_parents(inputs, tiny_config)
     torch.testing.assert_close(again[:, 0], tree.levels[1].decoded[:, 2])
 
 
-def test_a_stochastic_tree_of_patch_programs_trains(tiny_config):
-    cfg = small(tiny_config, program_input="patch", stochastic_levels=True)
+def test_a_stochastic_tree_of_patch_programs_trains(exact_config):
+    cfg = exact_config(z_dim=5, program_input="patch", stochastic_levels=True)
     model = RNP(cfg.model)
     guide = EncoderGuide(model, cfg.guide)
     loss = Trace_ELBO(num_particles=2, vectorize_particles=True,
@@ -73,8 +66,8 @@ def test_a_stochastic_tree_of_patch_programs_trains(tiny_config):
     assert torch.isfinite(loss)
 
 
-def test_the_part_loss_as_pnas_writes_it_compares_each_parts_own_patch(tiny_config):
-    cfg = small(tiny_config, taus=(3, 2), decode_parts=True, part_loss="patch",
+def test_the_part_loss_as_pnas_writes_it_compares_each_parts_own_patch(exact_config):
+    cfg = exact_config(z_dim=5, taus=(3, 2), decode_parts=True, part_loss="patch",
                 part_loss_weight=0.5)
     model = RNP(cfg.model).double()
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
@@ -110,6 +103,6 @@ def test_the_workshop_preset_is_the_workshop_model():
     (dict(part_loss="patch", part_loss_weight=0.1), "set decode_parts=True"),
     (dict(part_loss="own"), "part_loss must be one of"),
 ])
-def test_variants_that_cannot_be_are_refused_with_the_fix(bad, message, tiny_config):
+def test_variants_that_cannot_be_are_refused_with_the_fix(bad, message, exact_config):
     with pytest.raises(ConfigError, match=message):
-        small(tiny_config, **bad)
+        exact_config(z_dim=5, **bad)
