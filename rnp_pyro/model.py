@@ -387,17 +387,7 @@ class RNP(PyroModule):
         Shared hypernetworks serve every depth, so they carry over whole; per-level
         ones from ``depth`` down are renumbered from 0.
         """
-        if self.config.shared_hypernetworks:
-            return self.state_dict()
-        state = {}
-        for key, value in self.state_dict().items():
-            stream, index, rest = (key.split(".", 2) + ["", ""])[:3]
-            if stream in ("hyper_state", "hyper_policy", "hyper"):
-                if int(index) < depth:
-                    continue
-                key = f"{stream}.{int(index) - depth}.{rest}"
-            state[key] = value
-        return state
+        return subtree_weights(self.state_dict(), self.config.shared_hypernetworks, depth)
 
     def place(self, drawn: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Canvases ``drawn`` (*, C, h, w) in their own frames (a tree level's ``drawn``:
@@ -447,6 +437,22 @@ def _compiled():
 
 def _compiled_run(programs: program.Program, tau: int):
     return _compiled()(programs, tau)
+
+
+def subtree_weights(weights: dict, shared_hypernetworks: bool, depth: int) -> dict:
+    """:meth:`RNP.subtree_state` of an RNP's state dict ``weights`` (as a checkpoint holds
+    it), without building the model."""
+    if shared_hypernetworks:
+        return dict(weights)
+    state = {}
+    for key, value in weights.items():
+        stream, index, rest = (key.split(".", 2) + ["", ""])[:3]
+        if stream in ("hyper_state", "hyper_policy", "hyper"):
+            if int(index) < depth:
+                continue
+            key = f"{stream}.{int(index) - depth}.{rest}"
+        state[key] = value
+    return state
 
 
 def part_loss(tree: Tree, x: torch.Tensor, scale_offset: float = 2.0,

@@ -29,7 +29,7 @@ from .config import RunConfig
 from .errors import CheckpointError, ConfigError, check_count
 from .infer.fitting import FIT_STEPS, guide_args, guide_for_images
 from .metrics import evaluate
-from .model import RNP
+from .model import RNP, subtree_weights
 from .modes import evaluating
 from .train import CHECKPOINT_EVERY, Training, stream_seed
 
@@ -188,40 +188,41 @@ def _fit_in_rank(config: RunConfig, out: str | Path, options: dict) -> None:
 
 
 def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] = ()) -> None:
-    """Start from the weights of the run in ``run_dir`` (same architecture), but for the
-    parts named in ``fresh``; or from those of its tree below depth ``truncate`` with
-    the guide left fresh."""
-    source = load_run(run_dir)
-    theirs_taus, ours_taus = source.config.model.taus, model.config.taus
-    grows = (len(theirs_taus) < len(ours_taus) and ours_taus[:len(theirs_taus)] == theirs_taus
-             and model.config.shared_hypernetworks
-             and source.config.model == model.config.replace(taus=theirs_taus))
+    """Start from the weights in the checkpoint of the run in ``run_dir`` (same
+    architecture), but for the parts named in ``fresh``; or from those of its tree below
+    depth ``truncate`` with the guide left fresh."""
+    state = folder.read_checkpoint(run_dir)
+    theirs, ours = RunConfig.from_checkpoint(state, run_dir), model.config
+    grows = (len(theirs.model.taus) < len(ours.taus)
+             and ours.taus[:len(theirs.model.taus)] == theirs.model.taus
+             and ours.shared_hypernetworks and theirs.model == ours.replace(taus=theirs.model.taus))
     if grows:  # a shallower tree of the same networks: one depth more (depth-wise training)
-        folder.load_weights(model, source.model.state_dict(), "model", run_dir)
-        folder.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
+        folder.load_weights(model, state["model"], "model", run_dir)
+        folder.load_weights(guide, state["guide"], "guide", run_dir)
         return
-    if not truncate and source.config.model != model.config:
-        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config.model)
-        changed = [f"{name} ({theirs[name]!r} there, {ours[name]!r} here)" for name in ours
-                   if ours[name] != theirs[name]]
+    if not truncate and theirs.model != ours:
+        mine, other = dataclasses.asdict(ours), dataclasses.asdict(theirs.model)
+        changed = [f"{name} ({other[name]!r} there, {mine[name]!r} here)" for name in mine
+                   if mine[name] != other[name]]
         raise ConfigError(f"--init-from {run_dir} holds another model: {', '.join(changed)}; "
                           f"start from a run of the same model settings")
     if truncate:
-        wanted = source.config.model.taus[truncate:]
-        if model.config.taus != wanted:
+        wanted = theirs.model.taus[truncate:]
+        if ours.taus != wanted:
             raise ConfigError(f"cutting {truncate} program level(s) off {run_dir} (taus "
-                              f"{source.config.model.taus}) leaves taus {wanted}, but this run "
-                              f"has {model.config.taus}; build its settings with "
+                              f"{theirs.model.taus}) leaves taus {wanted}, but this run "
+                              f"has {ours.taus}; build its settings with "
                               f"presets.truncation")
-        folder.load_weights(model, source.model.subtree_state(truncate), "model", run_dir)
+        folder.load_weights(model, subtree_weights(state["model"], theirs.model.shared_hypernetworks,
+                                                   truncate), "model", run_dir)
         return  # a new guide learns to drive the subtree
-    weights = {key: value for key, value in source.model.state_dict().items()
+    weights = {key: value for key, value in state["model"].items()
                if key.split(".")[0] not in fresh}
     folder.load_weights(model, {**model.state_dict(), **weights}, "model", run_dir)
-    if guides.is_per_image(guide) or guides.is_per_image(source.guide) or "encoder" in fresh:
+    theirs_per_image = guides.guide_class(theirs.guide.kind).per_image
+    if guides.is_per_image(guide) or theirs_per_image or "encoder" in fresh:
         return  # per-image parameters belong to the other run's images
-    folder.load_weights(guide, source.guide.state_dict(), "guide", run_dir)
-
+    folder.load_weights(guide, state["guide"], "guide", run_dir)
 
 
 # ---------------------------------------------------------------------------- building and loading

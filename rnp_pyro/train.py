@@ -116,7 +116,7 @@ class Training:
                         self.epoch, self.epoch_step = self.epoch + 1, 0
                         self.scheduler.step()
                     self.seconds = seconds_before + time.monotonic() - started
-                    self._record(lr)
+                    self._checkpoint(epoch_lr=lr)
                     self._between_steps(stop, saved=True)
         finally:
             self.report.close()
@@ -128,8 +128,7 @@ class Training:
         diverged = self.report.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
         due = self.checkpoint_every and self.step % self.checkpoint_every == 0
         if not saved and (stop.requested or diverged or due):
-            self.report.read_losses()
-            self._save()
+            self._checkpoint()
         where = f"{self.out / folder.CHECKPOINT_FILE} (step {self.step})"
         if stop.requested:
             raise RunStopped(f"stopped by {stop.requested}; the checkpoint is {where}: run the "
@@ -159,23 +158,19 @@ class Training:
             self._test_guide = (ready, self.step)
         return self._test_guide[0]
 
-    def _record(self, lr: float) -> None:
-        """Test metrics to metrics.csv and TensorBoard, then the checkpoint (on rank 0,
-        while the other ranks wait)."""
+    def _checkpoint(self, epoch_lr: float | None = None) -> None:
+        """A checkpoint now (on rank 0, while the other ranks wait); at the end of an
+        epoch (``epoch_lr``: its learning rate) first its row of metrics.csv and
+        TensorBoard, with the test metrics."""
         self.report.read_losses()
-        distributed.check_in_step(self.parameters, self.place)
+        if epoch_lr is not None:
+            distributed.check_in_step(self.parameters, self.place)
         rng_ranks = distributed.gather(_rng_state(), self.place)
         if self.place.is_main:
-            self.report.note(f"evaluating on {len(self.test_images)} test images")
-            test = evaluate(self.model, self.test_guide(), self.test_images)
-            self.report.epoch_row(self.epoch, self.step, lr, self.seconds, test)
-            folder.save_checkpoint(self.out, self.state(rng_ranks))
-        distributed.barrier(self.place)
-
-    def _save(self) -> None:
-        """A checkpoint now, between epochs' records (on rank 0, while the others wait)."""
-        rng_ranks = distributed.gather(_rng_state(), self.place)
-        if self.place.is_main:
+            if epoch_lr is not None:
+                self.report.note(f"evaluating on {len(self.test_images)} test images")
+                test = evaluate(self.model, self.test_guide(), self.test_images)
+                self.report.epoch_row(self.epoch, self.step, epoch_lr, self.seconds, test)
             folder.save_checkpoint(self.out, self.state(rng_ranks))
         distributed.barrier(self.place)
 
@@ -203,8 +198,8 @@ class Training:
         }
 
     def restore(self, state: dict) -> None:
-        folder.load_weights(self.model, state["model"], "model", self.out)
-        folder.load_weights(self.guide, state["guide"], "guide", self.out)
+        self.model.load_state_dict(state["model"])  # the run's own: for_fit checked its settings
+        self.guide.load_state_dict(state["guide"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
