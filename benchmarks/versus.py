@@ -1,7 +1,7 @@
 """Training speed of this checkout against another (an earlier commit in a git worktree).
 
 Machines differ by up to 2.5x, so a speed-up is only meaningful side by side: this
-times the training loop's own step (``rnp_pyro.train._Training.take_step``: loss,
+times the training loop's own step (``rnp_pyro.train.Training.take_step``: loss,
 gradient, guard and Adam, as ``fit`` takes it) on the same Fashion-MNIST batches
 in fresh processes, in turn: the other checkout's RNP, this one's RNP, this one's
 conv VAE, repeated ``--rounds`` times. Prints the median images/s of each and the
@@ -33,7 +33,10 @@ from pathlib import Path
 import pyro, torch
 from rnp_pyro import data, presets
 from rnp_pyro.run import build
-from rnp_pyro.train import _Training
+try:
+    from rnp_pyro.train import Training
+except ImportError:  # before 2026-12-06 the loop was train._Training
+    from rnp_pyro.train import _Training as Training
 
 preset, model, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), 64
 warmup = 10
@@ -43,7 +46,7 @@ images = data.load_images(dataset, train=True, limit=batch * (warmup + steps)).i
 pyro.set_rng_seed(0)
 net, guide = build(cfg, example=images, dataset_size=len(images))
 with tempfile.TemporaryDirectory() as out:
-    training = _Training(cfg, net, guide, images, images[:batch], Path(out), 0)
+    training = Training(cfg, net, guide, images, images[:batch], Path(out), 0)
     net.train(); guide.train()
     for i in range(warmup + steps):
         if i == warmup:

@@ -1,11 +1,13 @@
 """The RNP generative model as a Pyro program, and the settings that say what it is.
 
 ``RNP(config)(x)`` is the Pyro model: z^K ~ N(0, I) per image, the tree of programs
-it generates, and the observation ``x`` given the root canvas. The tree is a
-recursive sub-model, one call per level of nodes (:meth:`RNP.level`): all nodes of a
-level run their programs as one batch with their own generated weights, so the
-sequential work is sum(taus) steps, not their product. Depth d of the tree (0 =
-root) holds latent level K - d; program depth d runs ``taus[d]`` steps.
+it generates, and the observation ``x`` given the root canvas. The tree is grown
+top-down, one level of nodes at a time (:meth:`RNP.grow`: all nodes of a level run
+their programs as one batch with their own generated weights, so the sequential work
+is sum(taus) steps, not their product), and drawn bottom-up (:meth:`RNP.draw`). What
+varies between the papers' variants is chosen once, as the parts the model is built
+from (:mod:`rnp_pyro.variants`). Depth d of the tree (0 = root) holds latent level
+K - d; program depth d runs ``taus[d]`` steps.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MODELS = ("rnp", "convvae")
 PROGRAM_INPUTS = ("latent", "patch")
 PARENT_INPUTS = ("own_output", "child_output")
 PART_LOSSES = ("composite", "patch")
+PATCH_ACTIVATIONS = ("relu6", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,13 @@ class ModelConfig:
             if not ok:
                 raise ConfigError(what)
 
-        need(self.kind in MODELS, f"model must be one of {MODELS}, got {self.kind!r}")
+        for name, choices in (("kind", MODELS), ("program_input", PROGRAM_INPUTS),
+                              ("parent_input", PARENT_INPUTS), ("part_loss", PART_LOSSES),
+                              ("likelihood", LIKELIHOODS),
+                              ("patch_activation", PATCH_ACTIVATIONS)):
+            value = getattr(self, name)
+            need(value in choices, f"{'model' if name == 'kind' else name} must be one of "
+                                   f"{choices}, got {value!r}")
         need(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         need(self.image_size >= 8, f"image_size must be at least 8, got {self.image_size}")
         need(self.z_dim >= 1, f"z_dim must be positive, got {self.z_dim}")
@@ -173,18 +182,12 @@ class ModelConfig:
         need(self.hypernetworks in (1, 2),
              f"hypernetworks must be 1 (the workshop's H) or 2 (H_state and H_policy), got "
              f"{self.hypernetworks}")
-        need(self.program_input in PROGRAM_INPUTS,
-             f"program_input must be one of {PROGRAM_INPUTS}, got {self.program_input!r}")
-        need(self.parent_input in PARENT_INPUTS,
-             f"parent_input must be one of {PARENT_INPUTS}, got {self.parent_input!r}")
         need(self.parent_input == "own_output" or self.program_input == "patch",
              "parent_input='child_output' feeds parents their children's canvases, which are "
              "images: set program_input='patch' too")
         need(self.parent_input == "own_output" or not self.stochastic_levels,
              "stochastic_levels samples each tree level as the level-synchronous tree makes "
              "it; parent_input='child_output' makes the tree depth-first: set one of them back")
-        need(self.part_loss in PART_LOSSES,
-             f"part_loss must be one of {PART_LOSSES}, got {self.part_loss!r}")
         need(self.part_loss != "patch" or not self.part_loss_weight or self.decode_parts,
              "part_loss='patch' compares each part's own decoded patch with its crop of x: "
              "set decode_parts=True, or part_loss='composite'")
@@ -196,12 +199,8 @@ class ModelConfig:
         need(self.patch_size is None or self.patch_size >= 2,
              f"patch_size must be at least 2 (or None for the image size), got {self.patch_size}")
         need(self.scale_offset > 0, f"scale_offset must be positive, got {self.scale_offset}")
-        need(self.likelihood in LIKELIHOODS,
-             f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         need(self.obs_scale is None or self.obs_scale > 0,
              f"obs_scale must be positive or None (learned), got {self.obs_scale}")
-        need(self.patch_activation in ("relu6", "sigmoid"),
-             f"patch_activation must be 'relu6' or 'sigmoid', got {self.patch_activation!r}")
         need(self.kl_weight >= 0 and self.part_loss_weight >= 0,
              f"kl_weight and part_loss_weight must be 0 or more; got {self.kl_weight}, "
              f"{self.part_loss_weight}")
@@ -265,16 +264,17 @@ class RNP(PyroModule):
                             else FreePatches(config.patch_shape))
         last = len(config.taus) - 1
         self.decodes = tuple(depth == last or config.decode_parts for depth in range(last + 1))
+        made = ([self.hyper_state, self.hyper_policy] if config.hypernetworks == 2
+                else [self.hyper])  # H_state and H_policy (PNAS), or the workshop's one H
+        self.generators = [[copies_of[0 if config.shared_hypernetworks else depth]
+                            for copies_of in made] for depth in range(last + 1)]
 
     # ------------------------------------------------------------------ programs
     def program(self, z: torch.Tensor, depth: int, drawn: bool = True) -> program.Program:
         """The programs of nodes at tree depth ``depth`` with latents z (N, |z|), with the
         decoder of their children's patches where a step reads patches, or where the
         level decodes (:attr:`decodes`) and is ``drawn``."""
-        i = 0 if self.config.shared_hypernetworks else depth
-        hypernetworks = ([self.hyper_state[i], self.hyper_policy[i]]
-                         if self.config.hypernetworks == 2 else [self.hyper[i]])
-        return program.generate(hypernetworks, z,
+        return program.generate(self.generators[depth], z,
                                 patches=self.reads.patches or (drawn and self.decodes[depth]),
                                 materialize=self.materialize_weights,
                                 activation=self.config.patch_activation,

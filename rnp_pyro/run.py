@@ -96,9 +96,10 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
                             seed=seed)
     main = place.is_main
     with folder.writing(out, overwrite=overwrite) if main else contextlib.nullcontext():
-        train_images, test_images = (
-            run_images(config, train=split, data_dir=data_dir, given=given, device=device)
-            for split, given in ((True, train_set), (False, test_set)))
+        train_images = run_images(config, train=True, data_dir=data_dir, given=train_set,
+                                  device=device)
+        test_images = run_images(config, train=False, data_dir=data_dir, given=test_set,
+                                 device=device)
         if main:
             folder.write_config(out, config)
         model, guide = _starting_weights(config, state, seed, place, train_images)

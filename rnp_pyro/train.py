@@ -42,7 +42,6 @@ def stream_seed(seed: int, offset: int = 0) -> int:
     return seed * 1_000_003 + offset
 
 
-
 def _frozen_parts(config: RunConfig, model, guide) -> list[torch.nn.Module]:
     """The modules named in ``config.train.freeze``: they take no gradient and stay in
     eval mode."""
@@ -116,19 +115,19 @@ class Training:
                         self.epoch, self.epoch_step = self.epoch + 1, 0
                         self.scheduler.step()
                     self.seconds = seconds_before + time.monotonic() - started
-                    self._checkpoint(epoch_lr=lr)
-                    self._between_steps(stop, saved=True)
+                    self._between_steps(stop, epoch_lr=lr)
         finally:
             self.report.close()
         self.report.finish(self.step)
 
-    def _between_steps(self, stop: "_StopSignals", saved: bool = False) -> None:
-        """A checkpoint every ``checkpoint_every`` steps; a stop with one when a signal
-        asked for it or the steps keep failing."""
+    def _between_steps(self, stop: "_StopSignals", epoch_lr: float | None = None) -> None:
+        """A checkpoint at the end of an epoch (``epoch_lr``: its learning rate) and every
+        ``checkpoint_every`` steps; a stop with one when a signal asked for it or the
+        steps keep failing."""
         diverged = self.report.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
         due = self.checkpoint_every and self.step % self.checkpoint_every == 0
-        if not saved and (stop.requested or diverged or due):
-            self._checkpoint()
+        if epoch_lr is not None or stop.requested or diverged or due:
+            self._checkpoint(epoch_lr)
         where = f"{self.out / folder.CHECKPOINT_FILE} (step {self.step})"
         if stop.requested:
             raise RunStopped(f"stopped by {stop.requested}; the checkpoint is {where}: run the "

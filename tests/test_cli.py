@@ -41,8 +41,9 @@ def test_fit_then_evaluate(few_images, tmp_path):
     assert fitted.exit_code == 0, fitted.output
     assert f"run: {out} (epoch 1, step 3)" in fitted.output
     assert "test_elbo:" in fitted.output and "test_mse:" in fitted.output
-    assert {"config.json", "checkpoint.pt", "metrics.csv", "samples.png"} <= {
+    assert {"config.json", "checkpoint.pt", "metrics.csv", "fit.log", "samples.png"} <= {
         p.name for p in out.iterdir()}
+    assert "epoch 1, step 3: train ELBO" in (out / "fit.log").read_text()  # the epoch's line
 
     evaluated = invoke("evaluate", out, "--device", "cpu")
     assert evaluated.exit_code == 0, evaluated.output
@@ -58,6 +59,8 @@ def test_fit_then_evaluate(few_images, tmp_path):
                      "--out", out, "--device", "cpu", "--no-progress", "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert "(epoch 2, step 4)" in resumed.output
+    lines = (out / "fit.log").read_text()
+    assert "epoch 1, step 3:" in lines and "epoch 2, step 4:" in lines  # appended on resume
 
 
 def test_the_baseline_gets_its_own_default_folder(few_images, tmp_path, monkeypatch):
