@@ -259,9 +259,9 @@ class RNP(PyroModule):
         self.likelihood = Likelihood(config.likelihood, config.image_shape, config.obs_scale)
         # the variant's parts (rnp_pyro.variants), chosen once
         self.reads = READERS[config.program_input, config.parent_input]()
-        self.patch_maker = (PrimitivePatches(config.primitives, config.channels,
-                                             config.patch_shape[-1]) if config.primitives
-                            else FreePatches(config.patch_shape))
+        self.patch_maker = (FreePatches(config.patch_shape) if not config.primitives else
+                            PrimitivePatches(config.primitives, config.channels,
+                                             config.patch_shape[-1]))
         last = len(config.taus) - 1
         self.decodes = tuple(depth == last or config.decode_parts for depth in range(last + 1))
         made = ([self.hyper_state, self.hyper_policy] if config.hypernetworks == 2

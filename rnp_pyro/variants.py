@@ -20,7 +20,7 @@ settings), not a new branch in the model's step.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -50,7 +50,7 @@ class ProgramLevel(NamedTuple):
     latents: torch.Tensor  # (N, tau, |z|)
     actions: torch.Tensor  # (N, tau, 6)
     drawn: torch.Tensor | None = None  # (N, tau, C, h, w) children drawn while running
-    below: list[Level] = []  # the levels under those children, top first
+    below: Sequence[Level] = ()  # the levels under those children, top first
 
 
 # ---------------------------------------------------------------------------- reading
