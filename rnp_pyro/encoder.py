@@ -66,7 +66,9 @@ class ResNetEncoder(nn.Module):
         self.scale = nn.Linear(features, z_dim)
         # The weights stay contiguous: Pyro's param store keeps a contiguous copy of a
         # channels-last weight, which the classic SVI loop would train in its place.
-        # Channels-last images alone put the convolutions in oneDNN's native layout.
+        # Channels-last images put the convolutions in oneDNN's native layout; the
+        # library's own training step lays the weights so too while it trains
+        # (rnp_pyro.step.TrainStep), about 10% faster on CPUs.
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_batch_shape(x, self.image_shape, "the encoder")

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grad_norm_
 
 from . import distributed
+from .encoder import ResNetEncoder
 from .infer.fitting import guide_args, loss_divisor
 from .infer.objectives import make_objective
 
@@ -48,6 +49,10 @@ class TrainStep:
                  cuda_graphs: bool = False):
         self.model, self.guide, self.train = model, guide, train
         self.parameters, self.dataset_size, self.place = parameters, dataset_size, place
+        # This step trains module-local parameters with a torch optimizer, so the ResNet
+        # encoder's convolution weights may take oneDNN's native layout, channels-last,
+        # while it trains (close() lays them back as Pyro's param store keeps them)
+        self._layout(torch.channels_last)
         self.bf16_autocast = bf16_autocast
         self.objective = make_objective(train.objective, train.num_particles)
         # the loss as a module (Pyro's ELBOModule): DDP averages its gradients over ranks
@@ -62,6 +67,17 @@ class TrainStep:
                             and getattr(guide, "graph_capturable", False))
         self.taken = 0  # steps this object has taken
         self.graph = None  # (graph, static x, static outputs) once captured
+
+    def _layout(self, memory_format: torch.memory_format) -> None:
+        for module in self.guide.modules():
+            if isinstance(module, ResNetEncoder):
+                module.to(memory_format=memory_format)
+
+    def close(self) -> None:
+        """The guide's weights back in the contiguous layout of Pyro's param store, so that
+        the classic ``SVI`` loop trains them after this step has (it would train
+        contiguous copies of channels-last weights)."""
+        self._layout(torch.contiguous_format)
 
     def __call__(self, x: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         capturing = self.cuda_graphs and x.is_cuda and self.graph is None

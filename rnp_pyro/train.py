@@ -117,6 +117,7 @@ class Training:
                     self.seconds = seconds_before + time.monotonic() - started
                     self._between_steps(stop, epoch_lr=lr)
         finally:
+            self.take_step.close()
             self.report.close()
         self.report.finish(self.step)
 

@@ -86,3 +86,19 @@ def test_a_captured_step_takes_the_eager_steps_values(images, tiny_config):
         torch.testing.assert_close(captured, eager)
     assert steps[1][0].graph[1].shape[0] == 32  # captured once, for the full batch
     torch.testing.assert_close(steps[1][1], steps[0][1])
+
+
+def test_the_step_trains_the_encoders_convolutions_channels_last_and_gives_them_back_contiguous(
+        images, tiny_config):
+    cfg = tiny_config()
+    model, guide = build(cfg)
+    convs = [m.weight for m in guide.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    before = [w.detach().clone() for w in convs]
+    step, parameters = train_step(cfg, model, guide, dataset_size=len(images))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert all(any(w is p for p in parameters) for w in convs)  # the same parameters, laid out
+    indices = torch.arange(32)
+    step(images[indices], indices)
+    assert all(not torch.equal(w, b) for w, b in zip(convs, before))  # they trained
+    step.close()
+    assert all(w.is_contiguous() for w in convs)  # as Pyro's param store keeps them
