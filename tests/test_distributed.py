@@ -60,6 +60,7 @@ def test_two_processes_step_with_the_average_of_their_halves_gradients(strokes, 
     images = strokes["train_set"].images
     pyro.set_rng_seed(0)  # fit's seed: the same first weights as every rank's
     model, guide = build(config, example=images, dataset_size=len(images))
+    guide.encoder.to(memory_format=torch.channels_last)  # as the training step lays it out
     loss = make_objective(config.train.objective)(model, guide)
     for rank in (0, 1):
         place = Place(rank, 2)
