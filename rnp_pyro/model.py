@@ -264,17 +264,20 @@ class RNP(PyroModule):
                                              config.patch_shape[-1]))
         last = len(config.taus) - 1
         self.decodes = tuple(depth == last or config.decode_parts for depth in range(last + 1))
-        made = ([self.hyper_state, self.hyper_policy] if config.hypernetworks == 2
-                else [self.hyper])  # H_state and H_policy (PNAS), or the workshop's one H
-        self.generators = [[copies_of[0 if config.shared_hypernetworks else depth]
-                            for copies_of in made] for depth in range(last + 1)]
+        # H_state and H_policy (PNAS), or the workshop's one H; the copy each depth uses.
+        # Reached by name, so that Pyro's global param store sees them in its mode.
+        self.hypernetwork_names = (("hyper_state", "hyper_policy") if config.hypernetworks == 2
+                                   else ("hyper",))
+        self.copy_at = tuple(0 if config.shared_hypernetworks else depth
+                             for depth in range(last + 1))
 
     # ------------------------------------------------------------------ programs
     def program(self, z: torch.Tensor, depth: int, drawn: bool = True) -> program.Program:
         """The programs of nodes at tree depth ``depth`` with latents z (N, |z|), with the
         decoder of their children's patches where a step reads patches, or where the
         level decodes (:attr:`decodes`) and is ``drawn``."""
-        return program.generate(self.generators[depth], z,
+        made_by = [getattr(self, name)[self.copy_at[depth]] for name in self.hypernetwork_names]
+        return program.generate(made_by, z,
                                 patches=self.reads.patches or (drawn and self.decodes[depth]),
                                 materialize=self.materialize_weights,
                                 activation=self.config.patch_activation,

@@ -26,7 +26,7 @@ def level_names(cfg):
 
 @pytest.mark.parametrize("particles", [None, 3])
 def test_sites_and_shapes_match_the_models(particles, tiny_config, rnp, fashion_config):
-    cfg = fashion_config(kl_weight=0.5)
+    cfg = fashion_config(stochastic_levels=True, kl_weight=0.5)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = torch.rand(5, 1, 28, 28)
@@ -54,7 +54,7 @@ def test_sites_and_shapes_match_the_models(particles, tiny_config, rnp, fashion_
 
 
 def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config, rnp, fashion_config):
-    cfg = fashion_config()
+    cfg = fashion_config(stochastic_levels=True)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     elbo = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
@@ -69,7 +69,7 @@ def test_vectorized_particles_give_finite_loss_and_gradients(tiny_config, rnp, f
 
 
 def test_guide_parameters_are_its_own_networks(tiny_config, rnp, fashion_config):
-    cfg = fashion_config()
+    cfg = fashion_config(stochastic_levels=True)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     names = {name for name, _ in guide.named_parameters()}
@@ -81,7 +81,7 @@ def test_guide_parameters_are_its_own_networks(tiny_config, rnp, fashion_config)
 
 
 def test_guide_starts_at_the_models_conditional_prior(tiny_config, rnp, fashion_config):
-    cfg = fashion_config(level_scale=0.2)
+    cfg = fashion_config(stochastic_levels=True, level_scale=0.2)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = torch.rand(3, 1, 28, 28)
@@ -101,7 +101,7 @@ def test_guide_starts_at_the_models_conditional_prior(tiny_config, rnp, fashion_
 
 
 def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config, rnp, fashion_config):
-    cfg = fashion_config().replace(taus=(3, 2))
+    cfg = fashion_config(stochastic_levels=True).replace(taus=(3, 2))
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     seen = []
@@ -136,7 +136,7 @@ def fixed_noise_loss(model, guide, x):
 
 
 def test_short_svi_run_of_model_and_guide_lowers_the_loss(tiny_config, rnp, fashion_config):
-    cfg = fashion_config()
+    cfg = fashion_config(stochastic_levels=True)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     x = rectangles(8)
@@ -160,7 +160,7 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fa
     It starts at the model's conditional prior, a valid but uninformed posterior; a
     guide whose lower levels did not learn from the crops would not move the loss.
     """
-    cfg = fashion_config()
+    cfg = fashion_config(stochastic_levels=True)
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     guide.encoder.eval()  # frozen, BatchNorm statistics included
@@ -181,18 +181,18 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fa
 
 
 def test_a_deterministic_tree_is_refused(tiny_config, rnp, fashion_config):
-    cfg = fashion_config().replace(stochastic_levels=False)
+    cfg = fashion_config(stochastic_levels=True).replace(stochastic_levels=False)
     with pytest.raises(ConfigError, match="stochastic_levels=False.*EncoderGuide"):
         LadderGuide(rnp(cfg), cfg.guide)
 
 
 def test_the_model_is_needed(tiny_config, fashion_config):
     with pytest.raises(ValueError, match="LadderGuide\\(model\\)"):
-        LadderGuide(None, fashion_config().guide)
+        LadderGuide(None, fashion_config(stochastic_levels=True).guide)
 
 
 def test_posterior_means_are_the_guides_means_top_down(tiny_config, rnp, fashion_config):
-    cfg = fashion_config().replace(taus=(3, 2))
+    cfg = fashion_config(stochastic_levels=True).replace(taus=(3, 2))
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide).eval()
     x = torch.rand(2, 1, 28, 28)
