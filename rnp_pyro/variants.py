@@ -13,7 +13,7 @@ level's step is one straight path for the variant in use:
 - how a level's latents are drawn (``stochastic_levels``; guides bring their own):
   :class:`EmittedLatents`, :class:`PriorLatents`, and the ladder guide's posterior.
 
-What each level decodes is one rule, :meth:`rnp_pyro.model.RNP.decodes`. A new
+What each level decodes is one rule, the table :attr:`rnp_pyro.model.RNP.decodes`. A new
 variant is a new class here (and its name in :data:`READERS` or the model's
 settings), not a new branch in the model's step.
 """
