@@ -5,7 +5,7 @@ test."""
 import pyro
 import pytest
 
-from rnp_pyro import presets
+from rnp_pyro import data, presets
 from rnp_pyro.model import RNP
 
 TINY_SIZE = 16  # side of the images tiny_config is built for
@@ -64,6 +64,17 @@ def _rnp(cfg):
 def rnp():
     """``rnp(cfg)``: the RNP of a run config, with its speed switches, as ``fit`` builds it."""
     return _rnp
+
+
+@pytest.fixture
+def few_images(monkeypatch):
+    """Every dataset cut to 64 images, so a run of the strokes preset takes seconds."""
+    load_images = data.load_images
+
+    def limited(name, **options):
+        return load_images(name, **{**options, "limit": 64})
+
+    monkeypatch.setattr(data, "load_images", limited)
 
 
 @pytest.fixture(autouse=True)

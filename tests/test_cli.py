@@ -6,19 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rnp_pyro import data
 from rnp_pyro.cli import main
-
-
-@pytest.fixture
-def few_images(monkeypatch):
-    """Every dataset cut to 64 images, so a run of the strokes preset takes seconds."""
-    load_images = data.load_images
-
-    def limited(name, **options):
-        return load_images(name, **{**options, "limit": 64})
-
-    monkeypatch.setattr(data, "load_images", limited)
 
 
 def invoke(*args):

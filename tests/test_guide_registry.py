@@ -46,13 +46,6 @@ def linear_registered(monkeypatch):
     guides.register(LinearGuide)
 
 
-@pytest.fixture
-def few_images(monkeypatch):
-    load_images = data.load_images
-    monkeypatch.setattr(data, "load_images",
-                        lambda name, **options: load_images(name, **{**options, "limit": 64}))
-
-
 def test_a_registered_guide_trains_and_evaluates_from_the_python_api(linear_registered, tiny_config,
                                                                      tmp_path):
     config = tiny_config(guide="linear")
