@@ -142,7 +142,6 @@ class SpeedConfig:
         check_fields(self)
 
 
-
 _PARTS = {"model": ModelConfig, "guide": GuideConfig, "data": DataConfig, "train": TrainConfig,
           "speed": SpeedConfig}
 # flat name -> (part, field); a part's ``kind`` is called by the part's name

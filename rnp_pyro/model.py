@@ -360,8 +360,7 @@ class RNP(PyroModule):
         stochastic = config.stochastic_levels if stochastic is None else stochastic
         lead = z.shape[:-1]
         roots = z.reshape(-1, config.z_dim)
-        draws = (PriorLatents(lead, config.level_scale, len(config.taus)) if stochastic
-                 else EmittedLatents())
+        draws = self.prior_latents(lead) if stochastic else EmittedLatents()
         canvas, below = self.draw(self.grow(roots, draws, depth))
         canvas = canvas.unsqueeze(1)
         root = Level(roots.unsqueeze(1), roots.new_zeros(len(roots), 1, spatial.ACTION_DIM),
@@ -374,8 +373,12 @@ class RNP(PyroModule):
         prior, without drawing: guides that only infer z^K call this to complete the
         latent set."""
         config = self.config
-        self.grow(z.reshape(-1, config.z_dim),
-                  PriorLatents(z.shape[:-1], config.level_scale, len(config.taus)), drawn=False)
+        self.grow(z.reshape(-1, config.z_dim), self.prior_latents(z.shape[:-1]), drawn=False)
+
+    def prior_latents(self, lead: torch.Size) -> PriorLatents:
+        """The latents of the levels below the top drawn from the model's conditional
+        prior (``draws`` for :meth:`grow`), for trees of the batch shape ``lead``."""
+        return PriorLatents(lead, self.config.level_scale, len(self.config.taus))
 
     def set_epoch(self, epoch: int, part_loss_ramp: int = 0) -> None:
         """Training's clock (epoch 0 first): the part loss's weight grows linearly to the

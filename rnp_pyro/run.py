@@ -214,8 +214,8 @@ def _init_from(model, guide, run_dir, truncate: int = 0, fresh: tuple[str, ...] 
                               f"{theirs.model.taus}) leaves taus {wanted}, but this run "
                               f"has {ours.taus}; build its settings with "
                               f"presets.truncation")
-        folder.load_weights(model, subtree_weights(state["model"], theirs.model.shared_hypernetworks,
-                                                   truncate), "model", run_dir)
+        below = subtree_weights(state["model"], theirs.model.shared_hypernetworks, truncate)
+        folder.load_weights(model, below, "model", run_dir)
         return  # a new guide learns to drive the subtree
     weights = {key: value for key, value in state["model"].items()
                if key.split(".")[0] not in fresh}
@@ -264,9 +264,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     changes = RunConfig.from_checkpoint(state, path).differences(config)
     if changes:
         raise CheckpointError(
-            f"{path / folder.CHECKPOINT_FILE} was trained with another config than {path / folder.CONFIG_FILE} "
-            f"(checkpoint vs config.json): {', '.join(changes)}; restore config.json or "
-            f"train again")
+            f"{path / folder.CHECKPOINT_FILE} was trained with another config than "
+            f"{path / folder.CONFIG_FILE} (checkpoint vs config.json): {', '.join(changes)}; "
+            f"restore config.json or train again")
     return trained_run(config, state, path, device,
                        metrics=folder.last_metrics(path, until=int(state["step"])))
 

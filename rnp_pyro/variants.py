@@ -181,8 +181,17 @@ class PriorLatents:
         level = self.program_levels - depth - 1
 
         def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-            shaped = means.reshape(*self.lead, -1, means.shape[-1])
-            node = dist.Normal(shaped, self.scale).to_event(2)
-            return pyro.sample(site_name(level, t + 1), node).reshape(means.shape)
+            return sample_children(site_name(level, t + 1), self.lead, means, self.scale)
 
         return sample
+
+
+def sample_children(site: str, lead: torch.Size, loc: torch.Tensor, scale) -> torch.Tensor:
+    """The children one program step emitted, loc (N, 1, |z|) for N = trees x nodes, drawn
+    as the sample site ``site`` of Normal(loc, scale) with event (nodes, |z|) per tree of
+    the batch ``lead``; returned in loc's shape. ``scale``: a number or one per child."""
+    shaped = (*lead, -1, loc.shape[-1])
+    if torch.is_tensor(scale):
+        scale = scale.reshape(shaped)
+    node = dist.Normal(loc.reshape(shaped), scale).to_event(2)
+    return pyro.sample(site, node).reshape(loc.shape)

@@ -9,7 +9,6 @@ from rnp_pyro.errors import ConfigError
 from rnp_pyro.guides import posterior_means, reconstruct
 from rnp_pyro.guides.ladder import LadderGuide
 from rnp_pyro.model import site_name
-from rnp_pyro.variants import PriorLatents
 
 
 def latent_sites(trace):
@@ -110,8 +109,8 @@ def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config, r
     trace = poutine.trace(guide).get_trace(x)
     lower = {name: trace.nodes[name]["value"] for name in level_names(cfg)[1:]}
     z_top = trace.nodes[cfg.model.top_site]["value"]
-    prior = PriorLatents(z_top.shape[:-1], cfg.model.level_scale, len(cfg.model.taus))
-    levels = poutine.condition(model.grow, lower)(z_top, prior, drawn=False)
+    levels = poutine.condition(model.grow, lower)(z_top, model.prior_latents(z_top.shape[:-1]),
+                                                  drawn=False)
     image, tree = (1, 28, 28), cfg.model
     parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), levels[0].actions,
                          tree.scale_offset, tree.rotation_range)

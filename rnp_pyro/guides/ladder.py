@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 
-import pyro
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +37,7 @@ from torch import nn
 from .. import spatial
 from ..encoder import SCALE_FLOOR
 from ..errors import ConfigError
-from ..model import site_name
+from ..variants import sample_children, site_name
 from .encoder import EncoderGuide
 from .registry import GuideConfig, register
 
@@ -127,8 +125,8 @@ class LadderGuide(EncoderGuide):
         tree = self.model.config
         lead = z_top.shape[:-1]
         crops = x.expand(*lead, *tree.image_shape).reshape(-1, *tree.image_shape)
-        grown = self.model.grow(z_top.reshape(-1, tree.z_dim), _PosteriorLatents(self, crops, lead),
-                                drawn=False)
+        posterior = _PosteriorLatents(self, crops, lead)
+        grown = self.model.grow(z_top.reshape(-1, tree.z_dim), posterior, drawn=False)
         return [level.latents.reshape(*lead, -1, tree.z_dim) for level in grown]
 
 
@@ -154,8 +152,7 @@ class _PosteriorLatents:
                                 tree.rotation_range)  # (N * n, C, H, W)
             child_crops.append(crop)
             delta, scale = self.guide.posterior(self.guide.crop_encoder(crop), means[:, 0])
-            shaped = (*self.lead, -1, tree.z_dim)
-            q = dist.Normal((means[:, 0] + delta).reshape(shaped), scale.reshape(shaped))
-            return pyro.sample(site_name(level, t + 1), q.to_event(2)).reshape(means.shape)
+            return sample_children(site_name(level, t + 1), self.lead,
+                                   means + delta.unsqueeze(1), scale)
 
         return sample
