@@ -25,9 +25,9 @@ def main(run_dir, images):
         tree = run.model.decode(run.guide.encode(x)[0])
         crops = part_crops(tree, x, config.scale_offset, config.rotation_range)
         flat = (crops - crops.mean((-1, -2), keepdim=True)).pow(2).sum((-1, -2, -3)).mean(-1)
-        for own in (True, False):
-            loss = part_loss(tree, x, config.scale_offset, config.rotation_range, own_patches=own)
-            print(f"{'own patch' if own else 'composite'}: {loss.mean():.1f} per part")
+        for form, name in (("patch", "own patch"), ("composite", "composite")):
+            loss = part_loss(tree, x, config.scale_offset, config.rotation_range, form)
+            print(f"{name}: {loss.mean():.1f} per part")
     print(f"flat patch of each crop's mean: {flat.mean():.1f} per part")
 
 

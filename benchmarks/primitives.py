@@ -9,6 +9,7 @@ until it completes. Writes OUT/primitives.json, OUT/primitives.md (mean and stan
 deviation over seeds per epoch) and OUT/primitives.png (the curves with +-1 sd).
 
     python benchmarks/primitives.py OUT [--dataset fashion] [--epochs 5] [--seeds 3]
+        [--rnp-activation softplus] [--convvae-activation relu6]
 """
 
 from __future__ import annotations
@@ -33,21 +34,28 @@ MODELS = ("rnp", "convvae")
 @click.option("--epochs", default=5, show_default=True)
 @click.option("--seeds", default=3, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
+@click.option("--rnp-activation", default="softplus", show_default=True,
+              help="of the RNP's primitive coefficients: with relu6 it stays blank on digits")
+@click.option("--convvae-activation", default="relu6", show_default=True,
+              help="of the conv VAE's coefficient maps")
 @click.option("--max-steps", type=int, default=None, help="cap each run (a quick check)")
-def main(out, dataset, epochs, seeds, lr, max_steps):
+def main(out, dataset, epochs, seeds, lr, rnp_activation, convvae_activation, max_steps):
     curves = {}
+    activations = {"rnp": rnp_activation, "convvae": convvae_activation}
     for set_name, primitives in SETS.items():
         for model in MODELS:
             for seed in range(seeds):
                 run_dir = out / f"{model}-{set_name}-seed{seed}"
                 cfg = rnp_pyro.presets.for_dataset(dataset, model=model, lr=lr,
-                                                   primitives=primitives)
+                                                   primitives=primitives,
+                                                   patch_activation=activations[model])
                 resume = has_checkpoint(run_dir)
                 rnp_pyro.fit(cfg, run_dir, epochs=epochs, max_steps=max_steps, seed=seed,
                              resume=resume, progress=False)
                 curves.setdefault(f"{model} ({set_name})", []).append(test_mse(run_dir))
     (out / "primitives.json").write_text(json.dumps(
         {"dataset": dataset, "epochs": epochs, "seeds": seeds, "lr": lr,
+         "activations": activations,
          "test_mse_per_epoch": curves}, indent=2) + "\n")
     (out / "primitives.md").write_text(table(curves))
     plot(curves, out / "primitives.png", dataset)

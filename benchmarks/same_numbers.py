@@ -45,7 +45,7 @@ VARIANTS = {
     "convvae": ("fashion", {"model": "convvae"}),
     "primitives": ("fashion", {"primitives": ("line", "curve")}),
     "convvae primitives": ("fashion", {"model": "convvae", "primitives": ("line", "curve")}),
-    "part loss composite": ("fashion", {"part_loss_weight": 0.1}),
+    "part loss composite": ("fashion", {"part_loss_lambda": 0.01}),
     "pnas-parts": ("pnas-parts", {"part_loss_ramp": 1}),
     "program input patch": ("fashion", {"program_input": "patch"}),
     "one-layer program encoder": ("fashion", {"program_encoder": (64,)}),

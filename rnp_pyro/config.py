@@ -76,7 +76,7 @@ class TrainConfig:
     # FREEZABLE), e.g. a new encoder and H_policy for the PNAS paper's transfer
     fresh: tuple[str, ...] = ()
     # Epochs over which the part loss's weight grows linearly to the model's
-    # part_loss_weight, 1/ramp of it more each epoch (the authors raised it slowly); 0: none
+    # part_loss_lambda, 1/ramp of it more each epoch (the authors raised it slowly); 0: none
     part_loss_ramp: int = 0
 
     def __post_init__(self):
@@ -279,7 +279,7 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a config is a JSON object, got {type(data).__name__}")
         if not isinstance(data.get("model", {}), dict):  # flat: the model's kind was a string
-            return cls().replace(**data)
+            return cls().replace(**_in_papers_units(data))
         unknown = sorted(set(data) - set(_PARTS) - {"notes"})
         if unknown:
             raise ConfigError(f"unknown config parts {unknown}; known are "
@@ -287,6 +287,8 @@ class RunConfig:
         parts = {}
         for name, part in _PARTS.items():
             given = data.get(name, {})
+            if name == "model":
+                given = _in_papers_units(given)
             known = {f.name for f in dataclasses.fields(part)}
             extra = sorted(set(given) - known)
             if extra:
@@ -304,6 +306,23 @@ class RunConfig:
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from err
         return cls.from_dict(data)
+
+
+def _in_papers_units(settings: dict) -> dict:
+    """Model settings saved before the part loss's weight was given in the papers' units
+    (``part_loss_weight`` w, which multiplied eq. 2 in nats), as ``part_loss_lambda``:
+    the same loss, lambda = w * beta with beta = 2 obs_scale^2."""
+    if "part_loss_weight" not in settings:
+        return settings
+    settings = dict(settings)
+    weight = settings.pop("part_loss_weight")
+    scale = settings.get("obs_scale", ModelConfig.obs_scale)
+    if weight and (scale is None or settings.get("likelihood", "normal") != "normal"):
+        raise ConfigError(f"this run weighs eq. 2 by part_loss_weight={weight} under a "
+                          f"likelihood other than the normal with a fixed scale; the papers' "
+                          f"part_loss_lambda has no equivalent there: retrain it")
+    settings["part_loss_lambda"] = weight * 2 * scale ** 2 if weight else 0.0
+    return settings
 
 
 def parse_switches(text: str | None) -> dict[str, bool]:

@@ -28,7 +28,9 @@ _SMALL_PATCHES = dict(patch_size=10, materialize_weights=True)
 _PRESETS: dict[str, dict] = {
     # three latent levels (digit/object, parts, sub-parts), four steps per program
     "fashion": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6, **_SMALL_PATCHES),
-    "mnist": dict(dataset="mnist", z_dim=16, taus=(3, 3)),
+    # the MNIST model of the authors' code: |z| = 16, four steps per program, parts at
+    # most half their parent's size (scale offset 2.0), so 10x10 leaf patches suffice
+    "mnist": dict(dataset="mnist", z_dim=16, taus=(4, 4), scale_offset=2.0, **_SMALL_PATCHES),
     "omniglot": dict(dataset="omniglot", z_dim=64, taus=(4, 4), epochs=400),
     # procedural strokes: small and quick, for tests and demos
     "strokes": dict(dataset="strokes", z_dim=8, taus=(3, 3), epochs=20, lr=1e-3),
@@ -42,18 +44,22 @@ _PRESETS: dict[str, dict] = {
                    scale_offset=1.6, **_SMALL_PATCHES),
     # the NeurIPS workshop paper's model on Fashion-MNIST: one hypernetwork H (six
     # layers of 64, ELU) whose seven heads make both streams; a shared three-layer
-    # encoder of the last patch and action; each parent reads its child program's
-    # drawing (its Fig. 2b); |z| = 32 and Adam at 4e-5, as there
+    # encoder of the last patch and action; three-layer decoders D and T; each parent
+    # reads its child program's drawing (its Fig. 2b); its eq. 1, which adds the part
+    # loss with weight 1 (each part's drawing against its crop of x); an encoder of
+    # five ResNet blocks and four dense layers of 64; |z| = 32 and Adam at 4e-5, as there
     "workshop": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6,
                      hypernetworks=1, hyper_state_layers=5, program_encoder=(64, 64, 64),
-                     program_input="patch", parent_input="child_output", lr=4e-5,
+                     three_layer_decoders=True, program_input="patch",
+                     parent_input="child_output", part_loss_lambda=1.0, part_loss="composite",
+                     encoder_blocks=5, encoder_dense=(64, 64, 64, 64), lr=4e-5,
                      **_SMALL_PATCHES),
     # the PNAS text's reading of the same model: programs read their last decoded
     # patch (its Fig. 5), every part is decoded, and eq. 2 compares each part's own
     # patch with the crop of x under its action, its weight ramped up over training
     "pnas-parts": dict(dataset="fashion", z_dim=32, taus=(4, 4), scale_offset=1.6,
                        program_input="patch", decode_parts=True, part_loss="patch",
-                       part_loss_weight=0.1, part_loss_ramp=50, **_SMALL_PATCHES),
+                       part_loss_lambda=0.01, part_loss_ramp=50, **_SMALL_PATCHES),
     # coloured objects as in the PNAS paper's ETH-80 model (|z| = 32, four parts, RGB
     # canvases of 50 pixels); the data is a folder: fit --dataset folder:PATH --preset eth80
     "eth80": dict(dataset="folder:eth80", channels=3, image_size=50, z_dim=32, taus=(4, 4)),

