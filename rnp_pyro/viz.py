@@ -246,15 +246,22 @@ def cluster_samples_figure(model, latents: torch.Tensor, labels: torch.Tensor, p
     return _save(_grid(_framed(_rgb(canvases), zoom), nrow=samples), path)
 
 
-def interpolation_figure(model, starts: torch.Tensor, ends: torch.Tensor, path: str | Path,
-                         steps: int = 8, zoom: int = 2, depth: int = 0) -> Path:
-    """The PNAS paper's Figure 2D: one row per pair of latents (P, |z|), the images
-    decoded along the straight line from start to end, both ends included; ``depth``
-    1 decodes part-level programs as the roots of their own subtrees (2D right)."""
+def interpolation(model, starts: torch.Tensor, ends: torch.Tensor, steps: int = 8,
+                  depth: int = 0) -> torch.Tensor:
+    """(P, steps, C, H, W): for each pair of latents (P, |z|), the images decoded at
+    tree depth ``depth`` along the straight line from start to end, both ends included."""
     weights = torch.linspace(0, 1, steps, dtype=starts.dtype, device=starts.device)[:, None, None]
     line = torch.lerp(starts, ends, weights).transpose(0, 1)  # (P, steps, |z|)
     with evaluating(model):
-        canvases = model.decode(line, depth=depth).canvas.flatten(0, 1)
+        return model.decode(line, depth=depth).canvas
+
+
+def interpolation_figure(model, starts: torch.Tensor, ends: torch.Tensor, path: str | Path,
+                         steps: int = 8, zoom: int = 2, depth: int = 0) -> Path:
+    """The PNAS paper's Figure 2D: one row per pair of latents (P, |z|), the images
+    decoded along the straight line from start to end (:func:`interpolation`); ``depth``
+    1 decodes part-level programs as the roots of their own subtrees (2D right)."""
+    canvases = interpolation(model, starts, ends, steps, depth).flatten(0, 1)
     grid = _grid(_framed(_rgb(canvases), zoom), nrow=steps)
     return _save(grid, path)
 
@@ -314,7 +321,9 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
     programs on one t-SNE map, with how well they separate: :func:`level_separation`),
     cluster_samples_top.png and cluster_samples_parts.png (images sampled from each
     cluster, Fig. 2C), interpolation.png and interpolation_parts.png (between top-level
-    and between part-level cluster centres, Fig. 2D) and composition.png (two images'
+    and between part-level cluster centres, Fig. 2D), interpolation_levels.png (from
+    top-level to part-level centres, decoded at the top, workshop Fig. 4c; for shared
+    hypernetworks, which read both levels' programs) and composition.png (two images'
     top-level latents averaged, and their parts combined, Fig. 2E). A model without
     parts (the conv VAE) gets the figures that need none. The guide must be amortized,
     or fitted to x as its dataset.
@@ -350,6 +359,13 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
         with own_random_stream(seed, device):
             paths.append(cluster_samples_figure(model, parts, labels,
                                                 out / "cluster_samples_parts.png", depth=1))
+        if model.config.shared_hypernetworks:
+            # from top-level cluster centres to part-level ones (workshop Fig. 4c): one
+            # hypernetwork reads both, so each mix is decoded as a whole image's program,
+            # at the top, and a part's end shows what its program draws as an image
+            top_centres = cluster_programs(top, clusters, seed)[1]
+            paths.append(interpolation_figure(model, top_centres[:pairs], centres[:pairs],
+                                              out / "interpolation_levels.png"))
         scores, embedding, levels = level_separation(top, parts, seed)
         paths.append(levels_figure(embedding, levels, scores, out / "levels.png"))
         (out / "levels.json").write_text(json.dumps(scores, indent=2) + "\n")

@@ -21,8 +21,8 @@ from rnp_pyro.spatial import place
 from rnp_pyro.run import fit
 from rnp_pyro.tree import Level, Tree
 from rnp_pyro.viz import (BORDER, GAP, HEADER, PART_COLOURS, cluster_programs,
-                          cluster_samples_figure, colour_parts, compose, interpolation_figure,
-                          level_separation, parse_figure, samples_figure)
+                          cluster_samples_figure, colour_parts, compose, interpolation,
+                          interpolation_figure, level_separation, parse_figure, samples_figure)
 
 SIZE = 16
 Z_DIM = 3
@@ -270,6 +270,17 @@ def test_interpolation_rows_run_from_start_to_end(tmp_path, tiny_rnp):
     assert png_size(path) == (5 * cell + 6 * GAP, 3 * cell + 4 * GAP)
 
 
+@pytest.mark.parametrize("depth", [0, 1])
+def test_an_interpolation_decodes_the_line_between_its_ends_at_its_depth(tiny_rnp, depth):
+    model = tiny_rnp
+    starts, ends = torch.randn(2, 3, model.config.z_dim, dtype=torch.float64)
+    canvases = interpolation(model, starts, ends, steps=5, depth=depth)
+    assert canvases.shape == (3, 5, *model.config.image_shape)
+    for step, weight in enumerate((0, 0.25, 0.5, 0.75, 1)):
+        torch.testing.assert_close(
+            canvases[:, step], model.decode(starts + weight * (ends - starts), depth=depth).canvas)
+
+
 def test_figures_of_a_run(tmp_path, tiny_config):
     cfg = tiny_config()
     size = cfg.model.image_size
@@ -283,8 +294,8 @@ def test_figures_of_a_run(tmp_path, tiny_config):
     assert [p.name for p in paths] == [
         "parses.png", "samples.png", "clusters_top.png", "interpolation.png",
         "cluster_samples_top.png", "clusters_parts.png", "interpolation_parts.png",
-        "cluster_samples_parts.png", "levels.png", "levels.json", "composition.png",
-        "transfer.png"]
+        "cluster_samples_parts.png", "interpolation_levels.png", "levels.png", "levels.json",
+        "composition.png", "transfer.png"]
     assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 50 for p in paths)
     scores = json.loads((tmp_path / "figures" / "levels.json").read_text())
     assert 0 <= scores["linear_accuracy"] <= 1 and -1 <= scores["silhouette"] <= 1
