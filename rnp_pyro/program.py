@@ -21,7 +21,7 @@ hypernetworks generate per node, in the order of their output rows.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
@@ -173,12 +173,13 @@ class Program:
     policy: Stream
     first_input: torch.Tensor  # z_0 or x̂_0 (N, in)
     first_angle: torch.Tensor  # (N, 6): a_0 = sin(first_angle)
-    action_weight: torch.Tensor  # (N, 6, hidden): a_t = sin(W hidden + b) ...
+    action_weight: torch.Tensor  # (N, 6, in): a_t = sin(W e + b), e: h_policy decoded
     action_bias: torch.Tensor  # (N, 6)
     patches: PatchDecoder | None = None  # for nodes whose children are drawn as patches
     shared_encoder: bool = False  # one encoder feeds both streams (the workshop's H)
-    # ... hidden = h_policy, or its image under these ELU layers (N, out, in), (N, out)
-    action_hidden: list[tuple[torch.Tensor, torch.Tensor]] = ()
+    # the ELU layers that decode h_policy into e, each (N, out, in) and (N, out): none
+    # (PNAS, e = h_policy) or two (the workshop's three-layer T)
+    action_hidden: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     @functools.cached_property
     def _stacked(self):
