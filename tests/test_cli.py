@@ -154,7 +154,8 @@ def test_figures_writes_the_papers_figures(few_images, tmp_path):
     assert drawn.exit_code == 0, drawn.output
     names = {"parses.png", "samples.png", "clusters_top.png", "clusters_parts.png",
              "interpolation.png", "composition.png", "cluster_samples_top.png",
-             "cluster_samples_parts.png", "interpolation_parts.png", "levels.png", "levels.json"}
+             "cluster_samples_parts.png", "interpolation_parts.png", "interpolation_levels.png",
+             "levels.png", "levels.json"}
     assert {p.name for p in (out / "figures").iterdir()} == names
     assert all(f"wrote {out / 'figures' / name}" in drawn.output for name in names)
 
