@@ -95,6 +95,20 @@ def _factor(model, x, name):
     return tracer.trace.nodes[name]["fn"].log_factor
 
 
+def _parts_factor_and_eq_2(model, x, seed):
+    """The model's "parts" factor on images x (float64) and eq. 2 of the tree of the
+    same prior draw of z, computed apart."""
+    pyro.set_rng_seed(seed)
+    factor = _factor(model, x, "parts")
+    pyro.set_rng_seed(seed)
+    zeros = torch.zeros(len(x), model.config.z_dim, dtype=torch.float64)
+    z = dist.Normal(zeros, 1).to_event(1).sample()
+    config = model.config
+    eq_2 = part_loss(model.decode(z), x, config.scale_offset, config.rotation_range,
+                     config.part_loss)
+    return factor, eq_2
+
+
 @pytest.mark.parametrize("form", ["composite", "patch", "patch_vs_composite"])
 def test_the_part_loss_weighs_as_in_the_papers_loss(form, exact_config):
     """lambda = 0.3 against the squared error with beta = 0.1 (obs_scale sqrt(0.05)):
@@ -103,12 +117,7 @@ def test_the_part_loss_weighs_as_in_the_papers_loss(form, exact_config):
     cfg = exact_config(z_dim=5, taus=(3, 2), decode_parts=True, part_loss=form,
                        part_loss_lambda=0.3, obs_scale=0.05 ** 0.5)
     model = RNP(cfg.model).double()
-    x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
-    pyro.set_rng_seed(1)
-    factor = _factor(model, x, "parts")
-    pyro.set_rng_seed(1)
-    z = dist.Normal(torch.zeros(4, 5, dtype=torch.float64), 1).to_event(1).sample()
-    eq_2 = part_loss(model.decode(z), x, cfg.model.scale_offset, cfg.model.rotation_range, form)
+    factor, eq_2 = _parts_factor_and_eq_2(model, torch.rand(4, 1, 12, 12, dtype=torch.float64), 1)
     torch.testing.assert_close(factor, -3.0 * eq_2)
 
 
@@ -122,12 +131,7 @@ def test_runs_saved_with_the_old_part_loss_weight_load_with_the_same_loss(exact_
     loaded = RunConfig.from_dict(saved)
     assert loaded.model.part_loss_lambda == pytest.approx(0.04, rel=1e-12)
     model = RNP(loaded.model).double()
-    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
-    pyro.set_rng_seed(2)
-    factor = _factor(model, x, "parts")
-    pyro.set_rng_seed(2)
-    z = dist.Normal(torch.zeros(3, 5, dtype=torch.float64), 1).to_event(1).sample()
-    eq_2 = part_loss(model.decode(z), x, cfg.model.scale_offset, cfg.model.rotation_range)
+    factor, eq_2 = _parts_factor_and_eq_2(model, torch.rand(3, 1, 12, 12, dtype=torch.float64), 2)
     torch.testing.assert_close(factor, -0.5 * eq_2, rtol=1e-12, atol=1e-12)
     flat = {"model": "rnp", "part_loss_weight": 0.5, "obs_scale": 0.2}  # the oldest, flat form
     assert RunConfig.from_dict(flat).model.part_loss_lambda == pytest.approx(0.04, rel=1e-12)
