@@ -22,11 +22,11 @@ _NAMES = {
     "RNP": "model", "ModelConfig": "model", "ConvVAE": "baselines", "RunConfig": "config",
     "GuideConfig": "config", "Run": "run", "Tree": "tree", "Level": "tree",
     "fit": "run", "evaluate": "metrics", "evaluate_run": "run", "guide_for": "run",
-    "load_run": "run", "pretrained": "hub", "frozen": "modes",
+    "load_run": "run", "open_run": "run", "pretrained": "hub", "frozen": "modes",
     "log_likelihood_elpd": "metrics",
 }
-_SUBMODULES = ("baselines", "config", "data", "folder", "guides", "hub", "infer", "model", "ppc",
-               "presets", "run", "spatial", "variants", "viz")
+_SUBMODULES = ("baselines", "config", "data", "export", "folder", "guides", "hub", "infer", "model",
+               "ppc", "presets", "run", "spatial", "variants", "viz")
 
 __all__ = [*_NAMES, *_SUBMODULES]
 

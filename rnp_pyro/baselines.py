@@ -15,7 +15,7 @@ from pyro.nn import PyroModule
 
 from .errors import ConfigError
 from .likelihood import Likelihood
-from .model import ModelConfig
+from .model import ModelConfig, check_latents
 from .plates import check_batch_shape, data_plate
 from .primitives import PrimitiveStamp
 from .spatial import ACTION_DIM
@@ -96,19 +96,25 @@ class ConvVAE(PyroModule):
     def set_epoch(self, epoch: int, part_loss_ramp: int = 0) -> None:
         """Training's clock: nothing of the conv VAE changes with it (it has no parts)."""
 
-    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
-                dataset_size: int | None = None) -> None:
+    def forward(self, x: torch.Tensor | None = None, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None, batch_size: int | None = None) -> None:
+        """The Pyro model of images x (B, C, H, W); ``x=None`` generates ``batch_size``
+        images, as :meth:`rnp_pyro.model.RNP.forward` does."""
         config = self.config
-        check_batch_shape(x, config.image_shape, "the model")
-        prior = dist.Normal(x.new_zeros(config.z_dim), x.new_ones(config.z_dim)).to_event(1)
-        with data_plate(x, indices, dataset_size):
+        if x is not None:
+            check_batch_shape(x, config.image_shape, "the model")
+        zeros = next(self.parameters()).new_zeros(config.z_dim)
+        prior = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+        with data_plate(x, indices, dataset_size, batch_size):
             with poutine.scale(scale=config.kl_weight):
                 z = pyro.sample(config.top_site, prior)
             canvas = self.decode(z).canvas
             self.likelihood.observe(canvas, x)
 
-    def decode(self, z: torch.Tensor) -> Tree:
-        """(*B, |z|) latents -> a one-level tree whose root canvas is the decoded image."""
+    def decode(self, z: torch.Tensor, stochastic: bool | None = None) -> Tree:
+        """(*B, |z|) latents -> a one-level tree whose root canvas is the decoded image.
+        (``stochastic`` is :meth:`rnp_pyro.model.RNP.decode`'s; there are no lower levels.)"""
+        check_latents(z, self.config.z_dim)
         batch = z.shape[:-1]
         canvas = self.decoder(z.reshape(-1, z.shape[-1])).reshape(*batch, *self.config.image_shape)
         root = Level(latents=z[..., None, :],

@@ -22,6 +22,9 @@ from .errors import EXPECTED_ERRORS, ConfigError, RunStopped
 
 SPEED_SWITCHES = ("materialize_weights, bf16_decoder, compile_programs, bf16_encoder, "
                   "bf16_autocast, cuda_graphs")
+# the presets' values, for --help without importing them (a test keeps these true)
+PRESET_LR = "1e-4 (the authors'), workshop 4e-5, strokes 1e-3"
+PRESET_BATCH = "64"
 
 
 def _friendly_errors(command):
@@ -37,13 +40,21 @@ def _friendly_errors(command):
     return wrapper
 
 
-def _reads_a_run(command):
-    """RUN_DIR with --data-dir and --device: what every command on a trained run takes."""
-    command = click.option("--device", default="auto", show_default=True,
-                           help="auto, cpu or cuda")(command)
-    command = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                           help="where datasets are found or downloaded")(command)
-    return click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))(command)
+def _reads_a_run(datasets: bool = True):
+    """RUN with --device and --out (and --data-dir where the command reads datasets):
+    what every command on a trained run takes."""
+    def add(command):
+        command = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                               help="write here [default: RUN itself, or runs/pretrained-NAME "
+                                    "for a shipped model]")(command)
+        command = click.option("--device", default="auto", show_default=True,
+                               help="auto, cpu or cuda")(command)
+        if datasets:
+            command = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                                   help="where datasets are found or downloaded")(command)
+        return click.argument("run_dir", metavar="RUN",
+                              type=click.Path(file_okay=False, path_type=Path))(command)
+    return add
 
 
 def _chooses_a_guide(verb: str):
@@ -126,9 +137,10 @@ Any other setting by the same name, e.g. --set z_dim=32 --set taus=[3,3]
 @click.option("--epochs", type=click.IntRange(min=0),
               help="epochs in all, resumed parts included [default: the preset's]")
 @click.option("--max-steps", type=click.IntRange(min=1), help="stop after this many steps in all")
-@click.option("--batch-size", type=click.IntRange(min=1), help="[default: the preset's]")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help=f"images per step (per process) [default: the preset's, {PRESET_BATCH}]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="learning rate [default: the preset's]")
+              help=f"Adam's learning rate [default: the preset's: {PRESET_LR}]")
 @click.option("--image-size", type=click.IntRange(min=8),
               help="side of the images in pixels (folder: data is resized to it)")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey) or 3 (RGB)")
@@ -150,6 +162,9 @@ Any other setting by the same name, e.g. --set z_dim=32 --set taus=[3,3]
 @click.option("--overwrite", is_flag=True, help="replace the run in --out (only its own files)")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="steps between checkpoints inside an epoch")
+@click.option("--eval-limit", type=click.IntRange(min=0),
+              help="evaluate each epoch on the first N test images only; 0: no evaluation "
+                   "(metrics.csv's test columns NaN) [default: all]")
 @click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
@@ -162,8 +177,8 @@ Any other setting by the same name, e.g. --set z_dim=32 --set taus=[3,3]
 @_friendly_errors
 def fit(dataset, preset, model, guide, objective, settings, config_file, epochs, max_steps,
         batch_size, lr, image_size, channels, classes, exclude_classes, init_from, freeze, fresh,
-        truncate, depthwise, out, resume, overwrite, checkpoint_every, seed, device, devices,
-        speed, data_dir, no_progress):
+        truncate, depthwise, out, resume, overwrite, checkpoint_every, eval_limit, seed, device,
+        devices, speed, data_dir, no_progress):
     """Train a model on a dataset; a stopped run continues with --resume.
 
     \b
@@ -201,7 +216,8 @@ def fit(dataset, preset, model, guide, objective, settings, config_file, epochs,
     try:
         options = dict(epochs=epochs, max_steps=max_steps, device=device, seed=seed,
                        resume=resume, data_dir=data_dir, progress=not no_progress,
-                       overwrite=overwrite, checkpoint_every=checkpoint_every)
+                       overwrite=overwrite, checkpoint_every=checkpoint_every,
+                       eval_limit=eval_limit)
         if depthwise:
             if devices > 1:
                 raise ConfigError("--depthwise trains in one process: leave out --devices")
@@ -225,27 +241,29 @@ def fit(dataset, preset, model, guide, objective, settings, config_file, epochs,
 
 
 @main.command()
-@_reads_a_run
+@_reads_a_run()
 @_chooses_a_guide("evaluate with")
 @click.option("--iwae-samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="K: adds the importance-weighted bound on log p(x) per image from K samples")
 @click.option("--limit", type=click.IntRange(min=1), help="only the first N test images")
 @_friendly_errors
-def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
-    """Test metrics of a trained run; also written to RUN_DIR/evaluation.json (and each
-    image's ELBO and bound to RUN_DIR/evaluation_per_image.csv)."""
+def evaluate(run_dir, data_dir, device, out, guide, iwae_samples, fit_steps, limit):
+    """Test metrics of a trained run; also written to OUT/evaluation.json (and each
+    image's ELBO and bound to OUT/evaluation_per_image.csv).
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
     from .folder import EVALUATION_FILE
-    from .run import FIT_STEPS, evaluate_run
+    from .run import FIT_STEPS, evaluate_run, output_folder
 
     metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples,
                            fit_steps=fit_steps or FIT_STEPS,
-                           limit=limit, data_dir=data_dir, device=device)
+                           limit=limit, data_dir=data_dir, device=device, out=out)
     _print_metrics(metrics)
-    click.echo(f"wrote {run_dir / EVALUATION_FILE}")
+    click.echo(f"wrote {output_folder(run_dir, out) / EVALUATION_FILE}")
 
 
 @main.command()
-@_reads_a_run
+@_reads_a_run()
 @_chooses_a_guide("draw latents from")
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
               help="the first N test images")
@@ -253,21 +271,24 @@ def evaluate(run_dir, data_dir, device, guide, iwae_samples, fit_steps, limit):
               help="replicated images per test image")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_friendly_errors
-def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
+def ppc(run_dir, data_dir, device, out, guide, images, samples, fit_steps, seed):
     """Posterior predictive checks of a trained run: replicated test images, test
-    statistics and their p-values, with plots; written to RUN_DIR/ppc/."""
+    statistics and their p-values, with plots; written to OUT/ppc/.
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
     from .folder import PPC_DIR
-    from .run import FIT_STEPS, ppc_run
+    from .run import FIT_STEPS, output_folder, ppc_run
 
     summary = ppc_run(run_dir, guide=guide, images=images, samples=samples, seed=seed,
-                      fit_steps=fit_steps or FIT_STEPS, data_dir=data_dir, device=device)
+                      fit_steps=fit_steps or FIT_STEPS, data_dir=data_dir, device=device,
+                      out=out)
     for stat, values in summary["statistics"].items():
         click.echo(f"{stat}: " + ", ".join(f"{k} {v:.3g}" for k, v in values.items()))
-    click.echo(f"wrote {run_dir / PPC_DIR}")
+    click.echo(f"wrote {output_folder(run_dir, out) / PPC_DIR}")
 
 
 @main.command()
-@_reads_a_run
+@_reads_a_run()
 @click.option("--images", type=click.IntRange(min=10), default=500, show_default=True,
               help="the first N test images are parsed and their programs clustered")
 @click.option("--clusters", type=click.IntRange(min=2), default=10, show_default=True,
@@ -277,15 +298,80 @@ def ppc(run_dir, data_dir, device, guide, images, samples, fit_steps, seed):
               multiple=True, help="a run adapted from RUN_DIR to a held-out class (--init-from "
                                   "RUN_DIR --classes ...); repeat for several; adds transfer.png")
 @_friendly_errors
-def figures(run_dir, data_dir, device, images, clusters, seed, transfer):
+def figures(run_dir, data_dir, device, out, images, clusters, seed, transfer):
     """The papers' figures of a trained run (parses, samples, clusters of programs,
-    interpolation, composition, transfer), as PNGs in RUN_DIR/figures/."""
+    interpolation, composition, transfer), as PNGs in OUT/figures/.
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
     from .run import figures_run
 
     adapted = {folder.name: folder for folder in transfer}
     for path in figures_run(run_dir, images=images, clusters=clusters, seed=seed,
-                            transfer=adapted, data_dir=data_dir, device=device):
+                            transfer=adapted, data_dir=data_dir, device=device, out=out):
         click.echo(f"wrote {path}")
+
+
+@main.command()
+@_reads_a_run(datasets=False)
+@click.option("--number", "-n", type=click.IntRange(min=1), default=16, show_default=True,
+              help="images to draw")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly_errors
+def sample(run_dir, device, out, number, seed):
+    """Images drawn from a trained model's prior, into OUT/samples/: samples.png, their
+    parse trees (parses.png) and samples.npz (canvases, each level's latents and
+    actions, for NumPy).
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
+    from .run import sample_run
+
+    for path in sample_run(run_dir, number=number, seed=seed, device=device, out=out):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@_reads_a_run(datasets=False)
+@click.option("--images", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="a folder of your own images (PNG, JPEG, ...; subfolders per class are "
+                   "fine), resized to the model's size")
+@click.option("--clusters", type=click.IntRange(min=2), default=10, show_default=True,
+              help="k-means clusters per level (at most the number of images)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fit-steps", type=click.IntRange(min=1),
+              help="steps that fit a per-image guide to the images [default: 300]")
+@_friendly_errors
+def reconstruct(run_dir, device, out, images, clusters, seed, fit_steps):
+    """Parse your own images with a trained model: the figures `figures` draws of test
+    images, and reconstructions.npz (canvases, latents, actions), in
+    OUT/reconstructions/.
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
+    from .run import FIT_STEPS, reconstruct_run
+
+    for path in reconstruct_run(run_dir, images, clusters=clusters, seed=seed,
+                                fit_steps=fit_steps or FIT_STEPS, device=device, out=out):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the file to write, NAME.pt2")
+@_friendly_errors
+def export(run_dir, out):
+    """The trained generative model (z to the canvas and the parse tree) as a
+    torch.export program that runs with PyTorch alone, without rnp-pyro or Pyro:
+
+    \b
+      generator = torch.export.load("model.pt2").module()
+      canvas, *levels = generator(torch.randn(16, Z_DIM))
+
+    RUN is a run folder, or pretrained:NAME for a model shipped with the package."""
+    from .export import export_generator
+    from .run import open_run
+
+    click.echo(f"wrote {export_generator(open_run(run_dir).model, out)}")
 
 
 @main.command("npm-digits")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import io
 import json
 import logging
 import os
@@ -40,11 +42,13 @@ EVALUATION_FILE = "evaluation.json"  # what ``evaluate_run`` writes
 PER_IMAGE_FILE = "evaluation_per_image.csv"
 PPC_DIR = "ppc"  # what ``ppc_run`` writes
 FIGURES_DIR = "figures"  # what ``figures_run`` writes
+SAMPLES_DIR = "samples"  # what ``sample_run`` writes
+RECONSTRUCTIONS_DIR = "reconstructions"  # what ``reconstruct_run`` writes
 LOCK_FILE = "fit.lock"  # held by the one fit writing the folder
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written
 RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, CHECKPOINT_FILE + PARTIAL_SUFFIX, METRICS_FILE,
              LOG_FILE, TENSORBOARD_DIR, RECONSTRUCTIONS_FILE, SAMPLES_FILE, EVALUATION_FILE,
-             PER_IMAGE_FILE, PPC_DIR, FIGURES_DIR, LOCK_FILE)
+             PER_IMAGE_FILE, PPC_DIR, FIGURES_DIR, SAMPLES_DIR, RECONSTRUCTIONS_DIR, LOCK_FILE)
 
 # the ELBO in nats per image, of the training steps since the last row and of the test set
 METRICS_COLUMNS = ("epoch", "step", "train_elbo", "test_elbo", "test_mse", "lr", "skipped_steps",
@@ -159,14 +163,43 @@ def _remove(path: Path) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 def save_checkpoint(run_dir: str | Path, state: dict) -> None:
     """Write to a temporary file beside the checkpoint, then rename: a reader never sees
-    half a file."""
+    half a file. When the disk cannot take it, the temporary file is removed and a
+    CheckpointError names the space needed and the last good checkpoint."""
     path = Path(run_dir) / CHECKPOINT_FILE
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(partial, "wb") as file:
-        torch.save(state, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    size = buffer.getbuffer().nbytes
+    try:
+        if shutil.disk_usage(path.parent).free < size:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        with open(partial, "wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(_unwritten(path, size, err)) from err
+
+
+def _unwritten(path: Path, size: int, err: OSError) -> str:
+    """Why a checkpoint could not be written, and where the run can go on from."""
+    free = shutil.disk_usage(path.parent).free
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) or free < size:
+        why = f"it needs {_megabytes(size)} and the disk has {_megabytes(free)} free"
+    else:
+        why = str(err.strerror or err)
+    try:
+        step = read_checkpoint(path.parent)["step"]
+    except CheckpointError:
+        return f"cannot write the checkpoint {path}: {why}; there is no checkpoint yet to resume"
+    return (f"cannot write the checkpoint {path}: {why}; the last good checkpoint is {path} "
+            f"(step {step}): make room, then run the same command with --resume")
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e5 else f"{count / 1e3:.1f} kB"
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:

@@ -8,7 +8,6 @@ import pyro.distributions as dist
 from pyro.nn import PyroModule
 from torch import nn
 
-from .plates import check_batch_shape
 
 _EPS = 1e-4
 LIKELIHOODS = ("normal", "laplace", "continuous_bernoulli", "bernoulli")
@@ -46,7 +45,7 @@ class Likelihood(PyroModule):
             return dist.ContinuousBernoulli(probs=probs).to_event(3)
         return dist.Bernoulli(probs=probs, validate_args=False).to_event(3)
 
-    def observe(self, canvas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The observation site ``x`` given the mean canvas, after checking x's shape."""
-        check_batch_shape(x, self.image_shape, "the model")
+    def observe(self, canvas: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        """The observation site ``x`` given the mean canvas: x observed (the model has
+        checked it), or drawn when x is None."""
         return pyro.sample("x", self(canvas), obs=x)

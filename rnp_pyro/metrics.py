@@ -9,12 +9,14 @@ import pyro
 import torch
 
 from . import data, guides
-from .errors import check_count
+from .errors import ConfigError, check_count
+from .eta import announce_if_long
 from .infer.bounds import log_likelihood_bounds, log_weights, shared_latents
 from .infer.fitting import guide_args
 from .modes import evaluating, own_random_stream
 
 DECODES_PER_CHUNK = 4000  # images x samples decoded at once when bounding log p(x)
+MAX_IWAE_SAMPLES = 100_000  # draws per image; bounds in the literature use 5,000 or fewer
 
 
 def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
@@ -50,7 +52,7 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     tree = model.config
     images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
     check_count("batch_size", batch_size)
-    check_count("iwae_samples", iwae_samples)
+    check_iwae_samples(iwae_samples)
     count = len(images)
     started = time.perf_counter()
     # Pyro's argument checks would raise on NaN canvases; the metrics say NaN instead
@@ -76,9 +78,14 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
             elbos, bounds = elbos / count, bounds / count
         else:
             chunk = max(1, min(batch, DECODES_PER_CHUNK // iwae_samples))
-            elbos, bounds = map(torch.cat, zip(*(
-                log_likelihood_bounds(_log_weights(model, guide, x, args, iwae_samples))
-                for x, args in _batches(images, chunk, guide))))
+            per_chunk, begun = [], time.perf_counter()
+            for x, args in _batches(images, chunk, guide):
+                per_chunk.append(log_likelihood_bounds(
+                    _log_weights(model, guide, x, args, iwae_samples)))
+                if len(per_chunk) == 1:
+                    announce_if_long(f"{iwae_samples} draws for each of {count} images",
+                                     time.perf_counter() - begun, len(x), count)
+            elbos, bounds = map(torch.cat, zip(*per_chunk))
     metrics = {"n_images": count, "mse_per_pixel": squared_error.item() / images.numel(),
                "elbo_nats_per_image": elbos.mean().item(), "guide_factorises": not shared}
     if iwae_samples > 1:
@@ -89,6 +96,16 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     if per_image:
         metrics["per_image"] = {"elbo": elbos.tolist(), "log_likelihood_bound": bounds.tolist()}
     return metrics
+
+
+def check_iwae_samples(iwae_samples: int) -> None:
+    """Raise a ConfigError unless ``iwae_samples`` is a count of draws per image that can
+    be afforded: from 1 to MAX_IWAE_SAMPLES."""
+    check_count("iwae_samples", iwae_samples)
+    if iwae_samples > MAX_IWAE_SAMPLES:
+        raise ConfigError(f"iwae_samples={iwae_samples:,} draws per image is more than the "
+                          f"{MAX_IWAE_SAMPLES:,} allowed (each draw decodes the image once; "
+                          f"bounds are usually taken with 100 to 5,000): ask for fewer")
 
 
 def _batches(images: torch.Tensor, batch_size: int, guide):

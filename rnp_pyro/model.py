@@ -381,6 +381,7 @@ class RNP(PyroModule):
         subtree drawn in its own frame: a part's program is a program too.
         """
         config = self.config
+        check_latents(z, config.z_dim)
         if not 0 <= depth < len(config.taus):
             raise ValueError(f"depth must be 0 (the top) to {len(config.taus) - 1} (the last "
                              f"level with programs) for taus {config.taus}; got {depth}")
@@ -390,7 +391,7 @@ class RNP(PyroModule):
         draws = self.prior_latents(lead) if stochastic else EmittedLatents()
         canvas, below = self.draw(self.grow(roots, draws, depth))
         canvas = canvas.unsqueeze(1)
-        root = Level(roots.unsqueeze(1), roots.new_zeros(len(roots), 1, spatial.ACTION_DIM),
+        root = Level(roots.unsqueeze(1), roots.new_zeros(roots.shape[0], 1, spatial.ACTION_DIM),
                      canvas, canvas)
         levels = [level.reshape(*lead, -1) for level in (root, *below)]
         return Tree(levels, config.taus[depth:])
@@ -436,22 +437,29 @@ class RNP(PyroModule):
                             self.config.rotation_range)
 
     # ------------------------------------------------------------------ the Pyro model
-    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None,
-                dataset_size: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | None = None, indices: torch.Tensor | None = None,
+                dataset_size: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """The Pyro model of a batch of images x (B, C, H, W); returns the root canvas.
 
+        ``x=None`` generates ``batch_size`` images (default 1) at the site ``x``, Pyro's
+        way to draw observations: ``Predictive(model, num_samples=S)(None, batch_size=B)``
+        draws from the prior, and with ``posterior_samples`` from a guide's
+        ``Predictive`` the posterior predictive. The part loss, a penalty on observed
+        images, then has nothing to compare and is left out.
         ``indices`` and ``dataset_size`` subsample the ``data`` plate (see
         :func:`rnp_pyro.plates.data_plate`), for guides with parameters per image.
         """
         config = self.config
-        check_batch_shape(x, config.image_shape, "the model")
-        prior = dist.Normal(x.new_zeros(config.z_dim), x.new_ones(config.z_dim)).to_event(1)
-        with data_plate(x, indices, dataset_size):
+        if x is not None:
+            check_batch_shape(x, config.image_shape, "the model")
+        zeros = next(self.parameters()).new_zeros(config.z_dim)
+        prior = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+        with data_plate(x, indices, dataset_size, batch_size):
             with poutine.scale(scale=config.kl_weight):
                 z = pyro.sample(config.top_site, prior)
                 tree = self.decode(z)
             self.likelihood.observe(tree.canvas, x)
-            if self.part_loss_lambda > 0:
+            if self.part_loss_lambda > 0 and x is not None:
                 pyro.factor("parts", -self.part_loss_lambda * config.nats_per_squared_error
                             * part_loss(tree, x, config.scale_offset, config.rotation_range,
                                         config.part_loss))
@@ -471,6 +479,16 @@ class RNP(PyroModule):
         """Parse trees of n images drawn from the prior z^K ~ N(0, I)."""
         device = device or next(self.parameters()).device
         return self.decode(torch.randn(n, self.config.z_dim, device=device))
+
+
+def check_latents(z: torch.Tensor, z_dim: int) -> None:
+    """Raise a clear error unless ``z`` is a (*B, z_dim) float tensor with images in it."""
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        raise TypeError(f"latents must be a float torch.Tensor (*B, {z_dim}); got "
+                        f"{type(z).__name__ if not isinstance(z, torch.Tensor) else z.dtype}")
+    if z.dim() < 1 or z.shape[-1] != z_dim or z.numel() == 0:
+        raise ValueError(f"latents must have shape (*B, {z_dim}) (|z| = {z_dim}) with B >= 1; "
+                         f"got {tuple(z.shape)}")
 
 
 @functools.cache

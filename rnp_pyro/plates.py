@@ -1,22 +1,26 @@
 """What every model and guide shares about a batch of images: the ``data`` plate over
-them, and the check of their shape."""
+them, and the checks of their shape and values."""
 
 from __future__ import annotations
 
 import pyro
+import pyro.distributions
 import torch
 
+from .errors import DataError
 
-def data_plate(x: torch.Tensor, indices: torch.Tensor | None = None,
-               dataset_size: int | None = None) -> pyro.plate:
-    """The ``data`` plate (dim -1) over a batch of images x (*, B, C, H, W).
+
+def data_plate(x: torch.Tensor | None, indices: torch.Tensor | None = None,
+               dataset_size: int | None = None, batch_size: int | None = None) -> pyro.plate:
+    """The ``data`` plate (dim -1) over a batch of images x (*, B, C, H, W), or over
+    ``batch_size`` images to generate when x is None (:func:`batch_size_of`).
 
     Given the batch's ``indices`` in a dataset of ``dataset_size`` images, the plate is
     subsampled: per-image guides (Pyro's autoguides) then keep one set of parameters
     per image of the dataset and use the batch's, and log-densities are scaled by
     dataset_size / B, so a loss estimates the whole dataset's.
     """
-    batch = x.shape[-4]
+    batch = batch_size_of(x, batch_size)
     if indices is None:
         if dataset_size not in (None, batch):
             raise ValueError(f"dataset_size={dataset_size} needs the batch's indices in the "
@@ -49,11 +53,12 @@ class _IndexedPlate(pyro.plate):
 
 
 def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: str) -> None:
-    """Raise a ValueError unless ``x`` is (*B, C, H, W) with ``image_shape``; cheap enough per step.
+    """Raise unless ``x`` is a non-empty (*B, C, H, W) float tensor with ``image_shape``.
 
     ``user`` names what needs the images ("the model", "the encoder") in the message.
-    Their values are not read here (that would wait for the device every step):
-    ``rnp_pyro.data.unit_images`` checks and converts whole sets.
+    The pixel values are checked too (:func:`check_pixel_values`) while Pyro's
+    validation is on, as it is for a user's calls; training steps after the first turn
+    it off, since reading values waits for the device.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{user} needs images as a torch.Tensor (*B, C, H, W) of floats in "
@@ -65,3 +70,43 @@ def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: 
         channels, height, width = image_shape
         raise ValueError(f"{user} needs images of shape (*B, {channels}, {height}, {width}), "
                          f"got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{user} got no images (shape {tuple(x.shape)}); pass at least one, "
+                         f"or x=None with batch_size=N to generate N")
+    if pyro.distributions.is_validation_enabled():
+        check_pixel_values(x, user)
+
+
+def check_pixel_values(x: torch.Tensor, user: str) -> None:
+    """Raise a DataError saying how to fix pixels of ``x`` that are not finite values in
+    [0, 1] (8-bit values, [-1, 1], NaN)."""
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad:
+        raise DataError(f"{user} got {bad} NaN or infinite pixel values; replace or drop "
+                        f"those images")
+    low, high = x.min().item(), x.max().item()
+    if low < 0 or high > 1:
+        if low >= 0 and high <= 255:
+            fix = "divide by 255"
+        elif low >= -1 and high <= 1:
+            fix = "map [-1, 1] to [0, 1] with (x + 1) / 2"
+        else:
+            fix = "rescale them, e.g. (x - x.min()) / (x.max() - x.min())"
+        raise DataError(f"{user} needs pixels in [0, 1]; found min {low:.3g} max {high:.3g}: "
+                        f"{fix}")
+
+
+def batch_size_of(x: torch.Tensor | None, batch_size: int | None) -> int:
+    """The batch size of a model call: x's (*B, C, H, W), or ``batch_size`` images to
+    generate when x is None (Pyro's way to draw the observations)."""
+    if x is None:
+        if batch_size is None:
+            return 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of images >= 1, got "
+                             f"{batch_size!r}")
+        return batch_size
+    if batch_size is not None and batch_size != x.shape[-4]:
+        raise ValueError(f"batch_size={batch_size} but x holds {x.shape[-4]} images; give "
+                         f"one of them (batch_size is for x=None, to generate images)")
+    return x.shape[-4]

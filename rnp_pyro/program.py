@@ -217,7 +217,7 @@ class Program:
             encoded = encoded.repeat(2, 1, 1)
         h = F.elu(torch.baddbmm(recurrent_bias, torch.cat([carry.hidden, encoded], -1),
                                 recurrent_weight))
-        h_state, decoded = h.chunk(2)
+        h_state, decoded = h.unflatten(0, (2, -1)).unbind(0)
         for weight, bias in action[:-1]:
             decoded = F.elu(torch.baddbmm(bias, decoded, weight))
         weight, bias = action[-1]

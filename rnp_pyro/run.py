@@ -28,12 +28,14 @@ from .baselines import ConvVAE
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, check_count
 from .infer.fitting import FIT_STEPS, guide_args, guide_for_images
-from .metrics import evaluate
+from .metrics import check_iwae_samples, evaluate
 from .model import RNP, subtree_weights
-from .modes import evaluating
+from .modes import evaluating, own_random_stream
 from .train import CHECKPOINT_EVERY, Training, stream_seed
 
 log = logging.getLogger("rnp_pyro")
+FIGURE_IMAGES = 8  # test images in a run's end-of-training figures
+PRETRAINED = "pretrained:"  # a run reference naming a shipped model: pretrained:fashion
 
 
 @dataclass
@@ -54,7 +56,8 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
         max_steps: int | None = None, device: str = "auto", seed: int = 0,
         resume: bool = False, data_dir: str | Path | None = None, progress: bool = True,
         train_set: data.ImageSet | None = None, test_set: data.ImageSet | None = None,
-        checkpoint_every: int | None = CHECKPOINT_EVERY, overwrite: bool = False) -> Run:
+        checkpoint_every: int | None = CHECKPOINT_EVERY, overwrite: bool = False,
+        eval_limit: int | None = None) -> Run:
     """Train ``config``'s model and guide into the folder ``out`` and return the run.
 
     ``epochs`` (default ``config.train.epochs``) and ``max_steps`` bound the whole run,
@@ -73,6 +76,10 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
     many non-finite steps in a row (MAX_SKIPPED_IN_A_ROW) stop it with a checkpoint
     and :class:`rnp_pyro.errors.TrainingDiverged`.
 
+    After each epoch the model is evaluated on the test images (the metrics.csv row);
+    ``eval_limit`` keeps the first N of them, and 0 skips the evaluation (the row's
+    test columns are NaN; the end-of-training figures still show a few test images).
+
     ``out`` must be new, empty, or a run's folder; one fit writes it at a time, and
     files a user put there are never touched. ``overwrite`` replaces the run there;
     ``resume`` with no checkpoint there yet starts afresh.
@@ -88,6 +95,8 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
                         ("checkpoint_every", checkpoint_every)):
         if value is not None:
             check_count(name, value)
+    if eval_limit not in (None, 0):
+        check_count("eval_limit", eval_limit)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
     place, device = distributed.join(distributed.resolve_device(device))
@@ -99,12 +108,14 @@ def fit(config: RunConfig, out: str | Path, *, epochs: int | None = None,
         train_images = run_images(config, train=True, data_dir=data_dir, given=train_set,
                                   device=device)
         test_images = run_images(config, train=False, data_dir=data_dir, given=test_set,
+                                 limit=FIGURE_IMAGES if eval_limit == 0 else eval_limit,
                                  device=device)
         if main:
             folder.write_config(out, config)
         model, guide = _starting_weights(config, state, seed, place, train_images)
         training = Training(config, model.to(device), guide.to(device), train_images,
-                            test_images, out, seed, place, checkpoint_every)
+                            test_images, out, seed, place, checkpoint_every,
+                            evaluates=eval_limit != 0)
         if state is not None:
             training.restore(state)
         with folder.logging_to(out) if main else contextlib.nullcontext():
@@ -271,6 +282,31 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
                        metrics=folder.last_metrics(path, until=int(state["step"])))
 
 
+def open_run(reference: str | Path, device: str | torch.device = "cpu") -> Run:
+    """The run a command names: a run folder, or ``pretrained:NAME`` for a model shipped
+    with the package (:func:`rnp_pyro.pretrained`), in eval mode on ``device``."""
+    name = _pretrained_name(reference)
+    if name is None:
+        return load_run(reference, device=device)
+    from .hub import pretrained
+
+    return pretrained(name, device=device)
+
+
+def output_folder(reference: str | Path, out: str | Path | None = None) -> Path:
+    """Where a command on the run ``reference`` writes: ``out`` if given, else the run
+    folder itself, or ``runs/pretrained-NAME`` for a shipped model."""
+    if out is not None:
+        return Path(out)
+    name = _pretrained_name(reference)
+    return Path(reference) if name is None else Path("runs") / f"pretrained-{name}"
+
+
+def _pretrained_name(reference: str | Path) -> str | None:
+    text = str(reference)
+    return text.removeprefix(PRETRAINED) if text.startswith(PRETRAINED) else None
+
+
 def trained_run(config: RunConfig, state: dict, path: Path, device: torch.device,
                 metrics: dict) -> Run:
     """A Run built from ``config`` with the ``model`` and ``guide`` weights (and ``epoch``,
@@ -327,13 +363,14 @@ def guide_for(run: Run, images: torch.Tensor, name: str | None = None, *,
 def run_on_test_images(run_dir: str | Path, *, guide: str | None = None,
                        limit: int | None = None, fit_steps: int = FIT_STEPS,
                        data_dir: str | Path | None = None, device: str = "auto"):
-    """A run folder loaded on ``device``, its first ``limit`` test images, and the guide
-    named ``guide`` (default: the run's) made ready for them by :func:`guide_for`.
+    """A run (a folder or ``pretrained:NAME``, see :func:`open_run`) loaded on
+    ``device``, its first ``limit`` test images, and the guide named ``guide``
+    (default: the run's) made ready for them by :func:`guide_for`.
 
     Returns (run, images, ready guide, what fitting the guide took).
     """
     device = distributed.resolve_device(device)
-    run = load_run(run_dir, device=device)
+    run = open_run(run_dir, device=device)
     images = test_images(run.config, limit=limit, data_dir=data_dir, device=device)
     chosen, fitted = guide_for(run, images, guide, fit_steps=fit_steps)
     return run, images, chosen, fitted
@@ -341,7 +378,7 @@ def run_on_test_images(run_dir: str | Path, *, guide: str | None = None,
 
 # ---------------------------------------------------------------------------- what a run writes
 def save_figures(run_dir: str | Path, model, guide, images: torch.Tensor,
-                 n: int = 8) -> list[Path]:
+                 n: int = FIGURE_IMAGES) -> list[Path]:
     """The end-of-training figures: the parse of the guide's means for the first ``n``
     images (``reconstructions.png``) and ``n`` prior samples (``samples.png``).
 
@@ -363,17 +400,20 @@ def save_figures(run_dir: str | Path, model, guide, images: torch.Tensor,
 
 def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
                  fit_steps: int = FIT_STEPS, limit: int | None = None,
-                 data_dir: str | Path | None = None, device: str = "auto") -> dict:
-    """Evaluate a run folder on its test set; also written to ``evaluation.json``, with
-    each test image's ELBO and bound (nats) in ``evaluation_per_image.csv``.
+                 data_dir: str | Path | None = None, device: str = "auto",
+                 out: str | Path | None = None) -> dict:
+    """Evaluate a run (a folder or ``pretrained:NAME``) on its test set; also written to
+    ``evaluation.json``, with each test image's ELBO and bound (nats) in
+    ``evaluation_per_image.csv``, in ``out`` (default: :func:`output_folder`).
 
     ``guide`` (default: the run's own) may name another guide (see :func:`guide_for`):
     per-image guides are fitted to the test images first, ``fit_steps`` steps with
     the model frozen. ``limit`` keeps the first images of the test set only.
     """
-    run_dir = Path(run_dir)
+    check_iwae_samples(iwae_samples)
     run, images, chosen, fitted = run_on_test_images(
         run_dir, guide=guide, limit=limit, fit_steps=fit_steps, data_dir=data_dir, device=device)
+    out = _made(output_folder(run_dir, out))
     log.info(f"evaluating on {len(images)} test images"
              + (f", {iwae_samples} samples each" if iwae_samples > 1 else ""))
     config = run.config
@@ -382,36 +422,36 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
                **fitted,
                **evaluate(run.model, chosen, images, iwae_samples=iwae_samples, per_image=True)}
     per_image = metrics.pop("per_image")
-    with open(run_dir / folder.PER_IMAGE_FILE, "w", newline="") as file:
+    with open(out / folder.PER_IMAGE_FILE, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["image", "elbo", "log_likelihood_bound"])
         writer.writerows(zip(range(len(images)), per_image["elbo"],
                              per_image["log_likelihood_bound"]))
-    (run_dir / folder.EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / folder.EVALUATION_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
 def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
             samples: int = 100, seed: int = 0, fit_steps: int = FIT_STEPS,
-            data_dir: str | Path | None = None, device: str = "auto") -> dict:
-    """Posterior predictive checks of a run on its first ``images`` test images.
+            data_dir: str | Path | None = None, device: str = "auto",
+            out: str | Path | None = None) -> dict:
+    """Posterior predictive checks of a run (a folder or ``pretrained:NAME``) on its
+    first ``images`` test images.
 
-    Writes to RUN_DIR/ppc/: ``statistics.png`` (ArviZ's PPC plot per statistic),
-    ``images.png`` (observed, mean canvas and replicated images), ``p_values.csv``
-    (per image and statistic) and ``summary.json`` (returned, see
-    :func:`rnp_pyro.ppc.summarise`). ``guide`` and ``fit_steps`` are as in
-    :func:`evaluate_run`.
+    Writes to OUT/ppc/ (OUT: ``out``, default :func:`output_folder`): ``statistics.png``
+    (ArviZ's PPC plot per statistic), ``images.png`` (observed, mean canvas and
+    replicated images), ``p_values.csv`` (per image and statistic) and
+    ``summary.json`` (returned, see :func:`rnp_pyro.ppc.summarise`). ``guide`` and
+    ``fit_steps`` are as in :func:`evaluate_run`.
     """
     from . import ppc
 
-    run_dir = Path(run_dir)
     run, x, chosen, _ = run_on_test_images(run_dir, guide=guide, limit=images,
                                            fit_steps=fit_steps, data_dir=data_dir, device=device)
     args = guide_args(chosen, torch.arange(len(x), device=x.device), len(x))
     log.info(f"drawing {samples} replicas of each of {len(x)} test images")
     check = ppc.posterior_predictive(run.model, chosen, x, *args, num_samples=samples, seed=seed)
-    out = run_dir / folder.PPC_DIR
-    out.mkdir(exist_ok=True)
+    out = _made(output_folder(run_dir, out) / folder.PPC_DIR)
     check.plot_statistics(out / "statistics.png")
     check.plot_images(out / "images.png")
     check.write_p_values(out / "p_values.csv")
@@ -424,10 +464,11 @@ def ppc_run(run_dir: str | Path, *, guide: str | None = None, images: int = 64,
 
 def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, seed: int = 0,
                 transfer: dict | None = None, data_dir: str | Path | None = None,
-                device: str = "auto") -> list[Path]:
-    """The papers' figures of a trained run (:func:`rnp_pyro.viz.paper_figures`) from its
-    first ``images`` test images, as PNGs in RUN_DIR/figures/; the same ``seed`` gives
-    the same figures.
+                device: str = "auto", out: str | Path | None = None) -> list[Path]:
+    """The papers' figures of a trained run (a folder or ``pretrained:NAME``;
+    :func:`rnp_pyro.viz.paper_figures`) from its first ``images`` test images, as PNGs
+    in OUT/figures/ (OUT: ``out``, default :func:`output_folder`); the same ``seed``
+    gives the same figures.
 
     ``transfer`` ({label: run folder} of runs adapted from this one to a held-out
     class) adds transfer.png (Fig. 3B): test images of that class and their
@@ -435,13 +476,10 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
     """
     from . import viz
 
-    if not 2 <= clusters <= images:
-        raise ConfigError(f"{clusters} clusters of the programs of {images} images: ask for "
-                          f"from 2 to as many clusters as images (--clusters, --images)")
-    run_dir = Path(run_dir)
+    _check_clusters(clusters, images)
     run, x, guide, _ = run_on_test_images(run_dir, limit=images, data_dir=data_dir,
                                           device=device)
-    out = run_dir / folder.FIGURES_DIR
+    out = output_folder(run_dir, out) / folder.FIGURES_DIR
     log.info(f"parsing {len(x)} test images and drawing the figures into {out}")
     paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed)
     if transfer:
@@ -454,3 +492,76 @@ def figures_run(run_dir: str | Path, *, images: int = 500, clusters: int = 10, s
             columns[label] = viz.parse_trees(each.model, ready, shown).canvas
         paths.append(viz.columns_figure(columns, out / "transfer.png", zoom=3))
     return paths
+
+
+def sample_run(run_dir: str | Path, *, number: int = 16, seed: int = 0,
+               device: str = "auto", out: str | Path | None = None) -> list[Path]:
+    """``number`` images drawn from the prior of a run (a folder or ``pretrained:NAME``),
+    into OUT/samples/ (OUT: ``out``, default :func:`output_folder`): ``samples.png``
+    (the canvases, parts coloured), ``parses.png`` (each sample's parse tree) and
+    ``samples.npz`` (:func:`write_tree`: the canvases, latents and actions). The same
+    ``seed`` gives the same samples."""
+    from . import viz
+
+    check_count("number", number)
+    run = open_run(run_dir, device=distributed.resolve_device(device))
+    out = output_folder(run_dir, out) / folder.SAMPLES_DIR
+    device = next(run.model.parameters()).device
+    with own_random_stream(seed, device), torch.no_grad():
+        tree = run.model.sample(number)
+    log.info(f"drawing {number} prior samples into {out}")
+    return [viz.samples_figure(tree, out / folder.SAMPLES_FILE),
+            viz.parse_figure(tree, None, out / "parses.png", max_images=number),
+            write_tree(tree, out / "samples.npz")]
+
+
+def reconstruct_run(run_dir: str | Path, images: str | Path, *, clusters: int = 10,
+                    seed: int = 0, fit_steps: int = FIT_STEPS, device: str = "auto",
+                    out: str | Path | None = None) -> list[Path]:
+    """Parse a folder of one's own images with a run (a folder or ``pretrained:NAME``):
+    they are read as ``folder:`` data (resized, converted to the model's channels),
+    and the papers' figures of them written as ``figures`` writes those of test
+    images, with ``reconstructions.npz`` (:func:`write_tree`), into
+    OUT/reconstructions/ (OUT: ``out``, default :func:`output_folder`). Per-image
+    guides are fitted to the images first (``fit_steps``)."""
+    from . import viz
+
+    run = open_run(run_dir, device=distributed.resolve_device(device))
+    tree_config = run.config.model
+    x = data.load_images(f"folder:{Path(images).expanduser().resolve()}", train=False,
+                         image_size=tree_config.image_size, channels=tree_config.channels).images
+    _check_clusters(clusters, len(x), option="your images")
+    x = x.to(next(run.model.parameters()).device)
+    guide, _ = guide_for(run, x, fit_steps=fit_steps)
+    out = output_folder(run_dir, out) / folder.RECONSTRUCTIONS_DIR
+    log.info(f"parsing {len(x)} images of {images} and drawing the figures into {out}")
+    paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed)
+    return [*paths, write_tree(viz.parse_trees(run.model, guide, x), out / "reconstructions.npz")]
+
+
+def write_tree(tree, path: str | Path) -> Path:
+    """A parse tree as a NumPy ``.npz`` file any tool reads: ``canvas`` (N, C, H, W) and,
+    per level d (0 the top), ``level{d}_latents`` (N, n, |z|) and ``level{d}_actions``
+    (N, n, 6)."""
+    import numpy as np
+
+    arrays = {"canvas": tree.canvas}
+    for depth, level in enumerate(tree.levels):
+        arrays[f"level{depth}_latents"] = level.latents
+        arrays[f"level{depth}_actions"] = level.actions
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{name: value.detach().float().cpu().numpy()
+                                 for name, value in arrays.items()})
+    return path
+
+
+def _check_clusters(clusters: int, images: int, option: str = "--images") -> None:
+    if not 2 <= clusters <= images:
+        raise ConfigError(f"{clusters} clusters of the programs of {images} images: ask for "
+                          f"from 2 to as many clusters as images (--clusters, {option})")
+
+
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -63,8 +63,9 @@ class Training:
 
     def __init__(self, config: RunConfig, model, guide, train_images, test_images, out: Path,
                  seed: int, place: distributed.Place = distributed.Place(),
-                 checkpoint_every: int | None = None):
+                 checkpoint_every: int | None = None, evaluates: bool = True):
         self.config, self.model, self.guide = config, model, guide
+        self.evaluates = evaluates  # test metrics after each epoch
         self.train_images, self.test_images = train_images, test_images
         self.out, self.seed, self.place = out, seed, place
         self.checkpoint_every = checkpoint_every
@@ -168,11 +169,17 @@ class Training:
         rng_ranks = distributed.gather(_rng_state(), self.place)
         if self.place.is_main:
             if epoch_lr is not None:
-                self.report.note(f"evaluating on {len(self.test_images)} test images")
-                test = evaluate(self.model, self.test_guide(), self.test_images)
-                self.report.epoch_row(self.epoch, self.step, epoch_lr, self.seconds, test)
+                self.report.epoch_row(self.epoch, self.step, epoch_lr, self.seconds,
+                                      self._test_metrics())
             folder.save_checkpoint(self.out, self.state(rng_ranks))
         distributed.barrier(self.place)
+
+    def _test_metrics(self) -> dict:
+        """The test images' metrics for the epoch's row; NaN when evaluation is off."""
+        if not self.evaluates:
+            return {"elbo_nats_per_image": math.nan, "mse_per_pixel": math.nan}
+        self.report.note(f"evaluating on {len(self.test_images)} test images")
+        return evaluate(self.model, self.test_guide(), self.test_images)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self, rng_ranks: list) -> dict:

@@ -36,6 +36,7 @@ GAP = 2  # white pixels between panels
 BORDER = 2  # pixels of a panel's frame (coloured around a part's box, black elsewhere)
 HEADER = 16  # pixels of the column labels above a parse figure
 BLACK = (0.0, 0.0, 0.0)
+LEVELS_MIN_IMAGES = 10  # images whose programs the levels map needs (5-fold scores)
 
 
 def colour_parts(placed: torch.Tensor, palette=PART_COLOURS) -> torch.Tensor:
@@ -53,11 +54,12 @@ def colour_parts(placed: torch.Tensor, palette=PART_COLOURS) -> torch.Tensor:
     return torch.einsum("...nhw,nc->...chw", intensity, colours).clamp(0, 1)
 
 
-def parse_figure(tree: Tree, images: torch.Tensor, path: str | Path, max_images: int = 8,
-                 zoom: int = 2) -> Path:
+def parse_figure(tree: Tree, images: torch.Tensor | None, path: str | Path,
+                 max_images: int = 8, zoom: int = 2) -> Path:
     """The PNAS paper's Figure 2A: one row per image, saved as a PNG.
 
-    Columns: the input, its reconstruction, the parts coloured in the image's frame,
+    Columns: the input, its reconstruction (or, with ``images`` None, the tree's
+    canvas as a sample of the model), the parts coloured in the image's frame,
     then one box per part showing that part in its own frame with *its* sub-parts
     coloured, bordered in the part's colour; then, when parts were decoded too
     (``decode_parts``), each part's own patch in its frame. Trees without sub-parts
@@ -68,11 +70,15 @@ def parse_figure(tree: Tree, images: torch.Tensor, path: str | Path, max_images:
     if canvas.dim() != 4:
         raise ValueError(f"parse_figure needs a tree decoded from one batch of images, "
                          f"got canvases of shape {tuple(canvas.shape)}")
-    if images.shape != canvas.shape:
+    m = min(len(canvas), max_images)
+    if images is None:
+        columns = {"sample": _framed(_rgb(canvas[:m]), zoom)}
+    elif images.shape != canvas.shape:
         raise ValueError(f"images {tuple(images.shape)} do not match the tree's canvases "
                          f"{tuple(canvas.shape)}; pass the images the tree was decoded from")
-    m = min(len(images), max_images)
-    columns = {"input": _framed(_rgb(images[:m]), zoom), "recon": _framed(_rgb(canvas[:m]), zoom)}
+    else:
+        columns = {"input": _framed(_rgb(images[:m]), zoom),
+                   "recon": _framed(_rgb(canvas[:m]), zoom)}
     if len(tree.levels) > 1:
         columns["parts"] = _framed(colour_parts(_display(tree.levels[1].placed[:m])), zoom)
     if len(tree.levels) > 2:
@@ -188,8 +194,9 @@ def level_separation(top: torch.Tensor, parts: torch.Tensor, seed: int = 0):
     from sklearn.metrics import silhouette_score
     from sklearn.model_selection import cross_val_score
 
-    if len(top) < 10 or len(parts) < len(top):
-        raise ValueError(f"separating two levels needs at least 10 top-level programs and as "
+    if len(top) < LEVELS_MIN_IMAGES or len(parts) < len(top):
+        raise ValueError(f"separating two levels needs at least {LEVELS_MIN_IMAGES} top-level "
+                         f"programs and as "
                          f"many parts; got {len(top)} and {len(parts)}: use more images")
     generator = torch.Generator().manual_seed(seed)
     chosen = parts[torch.randperm(len(parts), generator=generator)[:len(top)]]
@@ -318,7 +325,8 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
     parses.png (Fig. 2A), samples.png (prior samples, Fig. 3A), clusters_top.png and
     clusters_parts.png (t-SNE and k-means of top-level and part-level programs with
     each cluster's centre decoded, Fig. 2B), levels.png and levels.json (both levels'
-    programs on one t-SNE map, with how well they separate: :func:`level_separation`),
+    programs on one t-SNE map, with how well they separate: :func:`level_separation`;
+    from LEVELS_MIN_IMAGES images on),
     cluster_samples_top.png and cluster_samples_parts.png (images sampled from each
     cluster, Fig. 2C), interpolation.png and interpolation_parts.png (between top-level
     and between part-level cluster centres, Fig. 2D), interpolation_levels.png (from
@@ -366,10 +374,11 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
             top_centres = cluster_programs(top, clusters, seed)[1]
             paths.append(interpolation_figure(model, top_centres[:pairs], centres[:pairs],
                                               out / "interpolation_levels.png"))
-        scores, embedding, levels = level_separation(top, parts, seed)
-        paths.append(levels_figure(embedding, levels, scores, out / "levels.png"))
-        (out / "levels.json").write_text(json.dumps(scores, indent=2) + "\n")
-        paths.append(out / "levels.json")
+        if len(top) >= LEVELS_MIN_IMAGES:
+            scores, embedding, levels = level_separation(top, parts, seed)
+            paths.append(levels_figure(embedding, levels, scores, out / "levels.png"))
+            (out / "levels.json").write_text(json.dumps(scores, indent=2) + "\n")
+            paths.append(out / "levels.json")
     if len(tree.levels) > 1:
         couples = [(i, i + 1) for i in range(0, min(8, len(x) - 1), 2)]
         paths.append(composition_figure(model, tree, couples, out / "composition.png"))

@@ -5,6 +5,7 @@ nothing."""
 import json
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from click.testing import CliRunner
@@ -294,3 +295,79 @@ def test_a_learning_rate_that_breaks_the_model_skips_steps_instead_of_crashing(t
                                        "--lr", "10", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "steps were skipped" in result.output and (out / "checkpoint.pt").exists()
+
+
+def test_no_images_and_latents_of_the_wrong_size_are_named(pair):
+    model, guide = pair
+    for call in (model, guide.encode):
+        with pytest.raises(ValueError, match=r"no images \(shape \(0, 1, 16, 16\)\)"):
+            call(torch.zeros(0, 1, 16, 16))
+    z_dim = model.config.z_dim
+    with pytest.raises(ValueError, match=rf"latents must have shape \(\*B, {z_dim}\).*\(2, 3\)"):
+        model.decode(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="float torch.Tensor"):
+        model.decode(torch.zeros(2, z_dim, dtype=torch.long))
+    with pytest.raises(ValueError, match="batch_size must be a whole number"):
+        model(None, batch_size=0)
+
+
+@pytest.mark.parametrize("case", ["nan", "0..255"])
+def test_bad_pixel_values_are_named_while_pyros_validation_is_on(pair, case):
+    # checked as Pyro checks a distribution's arguments: in a user's calls, not inside
+    # training steps, which turn validation off to read nothing back from the device
+    model, guide = pair
+    x = torch.rand(2, 1, 16, 16)
+    x, words = (x.masked_fill(x > 0.5, float("nan")), "NaN") if case == "nan" else (x * 255, "255")
+    for call in (model, guide.encode):
+        with pyro.validation_enabled(True), pytest.raises(DataError, match=words):
+            call(x)
+        with pyro.validation_enabled(False):
+            call(x)  # unchecked: no host read
+
+
+def test_absurd_importance_sample_counts_are_refused_before_any_work(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "none"),
+                                       "--iwae-samples", "1000000"])
+    one_error_line(result, "1,000,000", "100,000")
+
+
+def test_a_full_disk_while_checkpointing_is_one_error_naming_space_and_the_last_checkpoint(
+        tiny_config, tmp_path, monkeypatch):
+    import collections
+    import errno
+    import os
+    import shutil
+
+    from rnp_pyro import folder
+
+    config = tiny_config()
+    train = data.load_images("strokes", image_size=16, limit=64)
+    test = data.load_images("strokes", train=False, image_size=16, limit=8)
+    out = tmp_path / "run"
+    options = dict(progress=False, train_set=train, test_set=test, checkpoint_every=1)
+    fit(config, out, max_steps=1, **options)
+    good = (out / "checkpoint.pt").read_bytes()
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2000, 2000))
+    with pytest.raises(CheckpointError) as caught:
+        fit(config, out, max_steps=2, resume=True, **options)
+    message = str(caught.value)
+    assert f"cannot write the checkpoint {out / 'checkpoint.pt'}" in message
+    assert "MB and the disk has 2.0 kB free" in message
+    assert "last good checkpoint" in message and "(step 1)" in message and "--resume" in message
+    assert sorted(p.name for p in out.glob("*.partial")) == []
+    assert (out / "checkpoint.pt").read_bytes() == good
+
+    # the disk fills while the file is written: the partial file goes too
+    monkeypatch.undo()
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CheckpointError, match="step 1"):
+        folder.save_checkpoint(out, folder.read_checkpoint(out))
+    assert not (out / ("checkpoint.pt" + folder.PARTIAL_SUFFIX)).exists()
+    monkeypatch.undo()
+    assert fit(config, out, max_steps=2, resume=True, **options).step == 2

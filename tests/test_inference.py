@@ -225,3 +225,14 @@ def test_per_image_guides_start_where_the_encoder_puts_each_image(name, trained,
         loc, _ = trained.guide.eval().encode(images)
         means = guides.posterior_means(guide, images, torch.arange(len(images)), len(images))
     torch.testing.assert_close(means[trained.config.model.top_site], loc, atol=1e-4, rtol=0)
+
+
+def test_slow_work_says_how_long_it_will_take(caplog):
+    from rnp_pyro.eta import LONG_SECONDS, announce_if_long, duration
+
+    with caplog.at_level("INFO", logger="rnp_pyro"):
+        assert announce_if_long("quick", 0.1, 1, 10) == pytest.approx(1.0)
+        assert announce_if_long("slow", 2.0, 1, 300) == pytest.approx(600.0)
+    assert [record.message for record in caplog.records] == ["slow: about 10 min in all"]
+    assert LONG_SECONDS < 600
+    assert [duration(s) for s in (45, 720, 12600)] == ["45 s", "12 min", "3.5 h"]

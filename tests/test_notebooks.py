@@ -34,7 +34,7 @@ def test_posterior_predictive_notebook_runs_on_the_shipped_model(tmp_path, monke
     assert "edge_energy" in text and "deviance" in text and "part_mass" in text
     assert "untrained" in text and "elpd_diff" in text
     for name in ("images.png", "p_values.png", "statistics.png"):
-        assert (tmp_path / "ppc_figures" / name).stat().st_size > 500
+        assert (tmp_path / "runs" / "pretrained-fashion" / "ppc" / name).stat().st_size > 500
 
 
 def test_every_example_script_explains_itself_with_help():

@@ -84,3 +84,48 @@ def test_nn_module_apply_works_on_every_module_of_the_package(tiny_config):
         count = []
         module.apply(lambda m: count.append(m))
         assert len(count) == len(list(module.modules()))
+
+
+@pytest.mark.parametrize("kind", ["rnp", "convvae"])
+def test_model_of_none_draws_images_around_the_decoded_canvas(tiny_config, kind):
+    # x=None is Pyro's way to make a model generate its observations: x at the site is
+    # then the canvas of the drawn z plus the likelihood's noise, N(canvas, obs_scale)
+    config = tiny_config(model=kind, bf16_decoder=False)
+    model, _ = rnp_pyro.run.build(config)
+    trace = pyro.poutine.trace(model).get_trace(None, batch_size=300)
+    site = trace.nodes["x"]
+    assert not site["is_observed"] and site["value"].shape == (300, 1, 16, 16)
+    canvas = model.decode(trace.nodes[config.model.top_site]["value"]).canvas
+    noise = site["value"] - canvas
+    assert abs(noise.mean().item()) < 0.01
+    assert noise.std().item() == pytest.approx(config.model.obs_scale, rel=0.02)
+    one = pyro.poutine.trace(model).get_trace(None).nodes["x"]["value"]
+    assert one.shape == (1, 1, 16, 16)  # one image by default
+
+
+def test_predictive_gives_prior_and_posterior_predictive_draws_as_pyro_users_expect(tiny_config):
+    model, _ = tiny_model(tiny_config)
+    guide = EncoderGuide(model, tiny_config().guide).eval()
+    prior = pyro.infer.Predictive(model, num_samples=5)(None, batch_size=3)
+    assert prior["z2"].shape == (5, 3, 6) and prior["x"].shape == (5, 3, 1, 12, 12)
+    x = images(3)
+    posterior = pyro.infer.Predictive(guide, num_samples=4)(x)
+    replicas = pyro.infer.Predictive(model, posterior_samples=posterior)(None, batch_size=3)
+    # each replica is drawn around the canvas of its own posterior draw
+    canvas = model.decode(posterior["z2"]).canvas
+    noise = replicas["x"] - canvas
+    assert noise.shape == (4, 3, 1, 12, 12)
+    assert noise.std().item() == pytest.approx(model.config.obs_scale, rel=0.1)
+
+
+def test_an_observed_model_call_is_unchanged_by_generation(tiny_config):
+    model, _ = tiny_model(tiny_config)
+    x = images(4)
+    trace = pyro.poutine.trace(model).get_trace(x)
+    assert trace.nodes["x"]["is_observed"] and trace.nodes["x"]["value"] is x
+    z = trace.nodes["z2"]["value"]
+    expected = torch.distributions.Normal(model.decode(z).canvas, model.config.obs_scale)
+    torch.testing.assert_close(trace.nodes["x"]["fn"].log_prob(x),
+                               expected.log_prob(x).sum((-3, -2, -1)))
+    with pytest.raises(ValueError, match="batch_size=5 but x holds 4 images"):
+        model(x, batch_size=5)

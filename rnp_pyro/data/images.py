@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..plates import check_pixel_values
 
 
 @dataclass
@@ -113,19 +114,7 @@ def check_images(images, *, channels: int, image_size: int) -> None:
     if (height, width) != (image_size, image_size):
         raise DataError(f"images are {height}x{width}, expected {image_size}x{image_size}; "
                         f"resize them (e.g. torch.nn.functional.interpolate) or set image_size")
-    bad = (~torch.isfinite(images)).sum().item()
-    if bad:
-        raise DataError(f"images contain {bad} NaN or infinite values; "
-                        f"replace or drop those images")
-    low, high = images.min().item(), images.max().item()
-    if low < 0 or high > 1:
-        if low >= 0 and high <= 255:
-            fix = "divide by 255"
-        elif low >= -1 and high <= 1:
-            fix = "map [-1, 1] to [0, 1] with (images + 1) / 2"
-        else:
-            fix = "rescale them, e.g. (images - images.min()) / (images.max() - images.min())"
-        raise DataError(f"pixels must be in [0, 1]; found min {low:.3g} max {high:.3g}: {fix}")
+    check_pixel_values(images, "the images")
 
 
 def batch_indices(count: int, batch_size: int, *, shuffle: bool,

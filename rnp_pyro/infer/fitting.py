@@ -15,6 +15,7 @@ import torch
 from .. import guides
 from ..data import batch_indices
 from ..errors import ConfigError, check_count
+from ..eta import announce_if_long
 from ..guides.registry import is_per_image, keeps_positions
 from ..modes import evaluating, frozen, own_random_stream
 from .objectives import make_objective
@@ -61,6 +62,7 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
     optimizer = torch.optim.Adam(parameters, lr=lr)
     generator = torch.Generator().manual_seed(seed)
     count, losses = len(images), []
+    started = time.perf_counter()
     with frozen(model), own_random_stream(seed, images.device):
         while len(losses) < steps:
             for indices in batch_indices(count, batch_size, shuffle=True, generator=generator,
@@ -70,6 +72,9 @@ def fit_guide(model, guide, images: torch.Tensor, *, steps: int, batch_size: int
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(loss / loss_divisor(guide, len(x), count))
+                if len(losses) == 1:
+                    announce_if_long(f"fitting the guide to {count} images, {steps} steps",
+                                     time.perf_counter() - started, 1, steps)
                 if len(losses) == steps:
                     break
     return losses
