@@ -68,9 +68,12 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
                                  f"{', '.join(shared)} once for all images: it has an ELBO and "
                                  f"bound for the whole set only; call with per_image=False")
             batch = count
-        squared_error = images.new_zeros(())
-        for x, args in _batches(images, batch, guide):
+        squared_error, begun = images.new_zeros(()), time.perf_counter()
+        for number, (x, args) in enumerate(_batches(images, batch, guide)):
             squared_error += (guides.reconstruct(model, guide, x, *args).canvas - x).square().sum()
+            if number == 0:
+                announce_if_long(f"reconstructing {count} images", time.perf_counter() - begun,
+                                 len(x), count)
         if shared:
             x, args = next(_batches(images, count, guide))
             elbos, bounds = log_likelihood_bounds(
@@ -83,7 +86,8 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
                 per_chunk.append(log_likelihood_bounds(
                     _log_weights(model, guide, x, args, iwae_samples)))
                 if len(per_chunk) == 1:
-                    announce_if_long(f"{iwae_samples} draws for each of {count} images",
+                    announce_if_long(f"the ELBO from {iwae_samples} draws for each of {count} "
+                                     f"images",
                                      time.perf_counter() - begun, len(x), count)
             elbos, bounds = map(torch.cat, zip(*per_chunk))
     metrics = {"n_images": count, "mse_per_pixel": squared_error.item() / images.numel(),

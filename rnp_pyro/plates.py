@@ -9,6 +9,10 @@ import torch
 
 from .errors import DataError
 
+# pixel values a model or encoder accepts while Pyro's validation is on: [0, 1] with
+# room for the likelihood's noise on the model's own draws (sd 0.22 in the presets)
+PLAUSIBLE_PIXELS = (-2.0, 3.0)
+
 
 def data_plate(x: torch.Tensor | None, indices: torch.Tensor | None = None,
                dataset_size: int | None = None, batch_size: int | None = None) -> pyro.plate:
@@ -56,9 +60,11 @@ def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: 
     """Raise unless ``x`` is a non-empty (*B, C, H, W) float tensor with ``image_shape``.
 
     ``user`` names what needs the images ("the model", "the encoder") in the message.
-    The pixel values are checked too (:func:`check_pixel_values`) while Pyro's
-    validation is on, as it is for a user's calls; training steps after the first turn
-    it off, since reading values waits for the device.
+    The pixel values are checked too while Pyro's validation is on, as it is for a
+    user's calls (training steps after the first turn it off, since reading values
+    waits for the device): NaN, and values beyond PLAUSIBLE_PIXELS, such as 8-bit
+    pixels. Images are in [0, 1], but the model's own draws, noise included, stray a
+    little outside, and simulation-based checks feed those back in.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{user} needs images as a torch.Tensor (*B, C, H, W) of floats in "
@@ -74,18 +80,19 @@ def check_batch_shape(x: torch.Tensor, image_shape: tuple[int, int, int], user: 
         raise ValueError(f"{user} got no images (shape {tuple(x.shape)}); pass at least one, "
                          f"or x=None with batch_size=N to generate N")
     if pyro.distributions.is_validation_enabled():
-        check_pixel_values(x, user)
+        check_pixel_values(x, user, PLAUSIBLE_PIXELS)
 
 
-def check_pixel_values(x: torch.Tensor, user: str) -> None:
-    """Raise a DataError saying how to fix pixels of ``x`` that are not finite values in
-    [0, 1] (8-bit values, [-1, 1], NaN)."""
+def check_pixel_values(x: torch.Tensor, user: str,
+                       bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+    """Raise a DataError saying how to fix pixels of ``x`` that are not finite or lie
+    outside ``bounds`` (8-bit values, [-1, 1], NaN)."""
     bad = (~torch.isfinite(x)).sum().item()
     if bad:
         raise DataError(f"{user} got {bad} NaN or infinite pixel values; replace or drop "
                         f"those images")
     low, high = x.min().item(), x.max().item()
-    if low < 0 or high > 1:
+    if low < bounds[0] or high > bounds[1]:
         if low >= 0 and high <= 255:
             fix = "divide by 255"
         elif low >= -1 and high <= 1:

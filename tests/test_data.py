@@ -353,7 +353,7 @@ def test_check_images_accepts_good_images():
     (torch.rand(2, 1, 32, 32), "32x32, expected 28x28"),
     (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
     (torch.rand(2, 1, 28, 28) * 255, "divide by 255"),
-    (torch.rand(2, 1, 28, 28) * 2 - 1, r"\(images \+ 1\) / 2"),
+    (torch.rand(2, 1, 28, 28) * 2 - 1, r"\(x \+ 1\) / 2"),
     (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "float"),
     (torch.zeros(0, 1, 28, 28), "no images"),
 ])
