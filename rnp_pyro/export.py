@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
 from .errors import ConfigError
+from .folder import library_version
 from .modes import evaluating
 
 __all__ = ["Generator", "export_generator", "describe"]
@@ -58,7 +58,7 @@ def describe(model) -> dict:
                     f"level {depth} placed (B, n, C, H, W)"]
     return {"input": "z (B, |z|)", "z_dim": config.z_dim,
             "image_shape": list(config.image_shape), "outputs": outputs,
-            "library_version": __version__}
+            "library_version": library_version()}
 
 
 def export_generator(model, path: str | Path) -> Path:

@@ -1,10 +1,11 @@
-"""Trained models that come with the package: ``rnp_pyro.pretrained("fashion")``
-(this module's :func:`pretrained`).
+"""Trained models that come with the package: ``rnp_pyro.pretrained("fashion")``.
 
 Each is one run's model and guide weights in half precision (a few MB), its config
-and what it measured, in ``rnp_pyro/weights/NAME.pt``; loading needs no network and
-no run folder. :func:`export` writes one from a run folder and checks that the half
-precision weights reconstruct the run's test images as the run's own weights do.
+and what it measured, in ``rnp_pyro/weights/NAME.pt``, with a model card beside it
+(``NAME.md``); loading needs no network and no run folder (:func:`pretrained`, which
+lives with the other ways of loading a run, :mod:`rnp_pyro.run`, and is here too).
+:func:`export` writes one from a run folder and checks that the half precision
+weights reconstruct the run's test images as the run's own weights do.
 """
 
 from __future__ import annotations
@@ -13,37 +14,12 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, RunConfig
 from .metrics import evaluate
-from .distributed import resolve_device
-from .run import Run, load_run, test_images, trained_run
+from .run import WEIGHTS_DIR, load_run, names, pretrained, test_images
 
 __all__ = ["pretrained", "names", "export"]
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 CHECK_IMAGES = 1000  # first test images whose MSE a shipped model is checked against
-
-
-def names(folder: str | Path = WEIGHTS_DIR) -> list[str]:
-    """The pretrained models this installation has."""
-    return sorted(path.stem for path in Path(folder).glob("*.pt"))
-
-
-def pretrained(name: str = "fashion", device: str = "cpu", folder: str | Path = WEIGHTS_DIR) -> Run:
-    """The trained model, guide and config ``name``, in eval mode on ``device``.
-
-    ``run.metrics`` holds the run's last metrics row (test MSE and ELBO on the whole
-    test set) and ``check_mse``: the MSE per pixel of its first ``check_images`` test
-    images, which these weights reproduce to three significant figures.
-    """
-    path = Path(folder) / f"{name}.pt"
-    if not path.is_file():
-        raise ConfigError(f"no pretrained model {name!r}; this installation has "
-                          f"{', '.join(names(folder)) or 'none'}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = {part: _full_precision(state[part]) for part in ("model", "guide")}
-    return trained_run(RunConfig.from_dict(state["config"]), {**state, **weights}, path,
-                       resolve_device(device), metrics=state["metrics"])
 
 
 def export(run_dir: str | Path, name: str, data_dir: str | Path | None = None,
@@ -75,9 +51,4 @@ def export(run_dir: str | Path, name: str, data_dir: str | Path | None = None,
 
 def _half_precision(weights: dict) -> dict:
     return {key: value.half() if value.is_floating_point() else value
-            for key, value in weights.items()}
-
-
-def _full_precision(weights: dict) -> dict:
-    return {key: value.float() if value.is_floating_point() else value
             for key, value in weights.items()}

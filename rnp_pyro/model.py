@@ -32,8 +32,8 @@ from .likelihood import LIKELIHOODS, Likelihood
 from .plates import check_batch_shape, data_plate
 from .primitives import PRIMITIVES
 from .tree import Level, Tree
-from .variants import (READERS, EmittedLatents, FreePatches, PriorLatents, PrimitivePatches,
-                       ProgramLevel, site_name)
+from .variants import (READERS, EmittedLatents, FreePatches, KeptGrowth, PriorLatents,
+                       PrimitivePatches, ProgramLevel, Registered, site_name)
 
 MODELS = ("rnp", "convvae")
 PROGRAM_INPUTS = ("latent", "patch")
@@ -267,6 +267,7 @@ class RNP(PyroModule):
         self.bf16_decoder = bf16_decoder
         self.compile_programs = compile_programs
         self.part_loss_lambda = config.part_loss_lambda  # set_epoch may ramp it up
+        self._kept: KeptGrowth | None = None  # a guide's tree for the replay (grow_for_replay)
         outputs = program.patch_outputs(config.channels, config.patch_shape[-1],
                                         len(config.primitives))
         layouts = program.layouts(config.z_dim, config.program_encoder, config.patch_hidden,
@@ -388,8 +389,15 @@ class RNP(PyroModule):
         stochastic = config.stochastic_levels if stochastic is None else stochastic
         lead = z.shape[:-1]
         roots = z.reshape(-1, config.z_dim)
-        draws = self.prior_latents(lead) if stochastic else EmittedLatents()
-        canvas, below = self.draw(self.grow(roots, draws, depth))
+        kept, self._kept = self._kept, None
+        grown, registered = [], {}
+        if stochastic and depth == 0 and kept is not None and kept.top is z:
+            grown, registered = kept.replayed(lead, config.level_scale)
+        if not grown:
+            draws = (Registered(registered, self.prior_latents(lead)) if stochastic
+                     else EmittedLatents())
+            grown = self.grow(roots, draws, depth)
+        canvas, below = self.draw(grown)
         canvas = canvas.unsqueeze(1)
         root = Level(roots.unsqueeze(1), roots.new_zeros(roots.shape[0], 1, spatial.ACTION_DIM),
                      canvas, canvas)
@@ -398,10 +406,20 @@ class RNP(PyroModule):
 
     def sample_lower_levels(self, z: torch.Tensor) -> None:
         """Sample the per-level sites given z^K (*B, |z|) from the model's own conditional
-        prior, without drawing: guides that only infer z^K call this to complete the
-        latent set."""
-        config = self.config
-        self.grow(z.reshape(-1, config.z_dim), self.prior_latents(z.shape[:-1]), drawn=False)
+        prior: guides that only infer z^K call this to complete the latent set (the
+        tree is kept for the model's replay, :meth:`grow_for_replay`)."""
+        self.grow_for_replay(z, self.prior_latents(z.shape[:-1]))
+
+    def grow_for_replay(self, z: torch.Tensor, draws) -> list[ProgramLevel]:
+        """The tree grown from z^K (*B, |z|) with ``draws`` (a guide's, drawing every level
+        below the top), kept for this model's next :meth:`decode` of this very z^K: when
+        that decode is the model's replay of the guide (as in an ELBO), the model scores
+        its sites at the kept means and draws the kept programs instead of running them
+        again. The loss and its gradient are the same either way."""
+        kept = KeptGrowth(draws, len(self.config.taus))
+        kept.grown = self.grow(z.reshape(-1, self.config.z_dim), kept)
+        kept.top, self._kept = z, kept
+        return kept.grown
 
     def prior_latents(self, lead: torch.Size) -> PriorLatents:
         """The latents of the levels below the top drawn from the model's conditional

@@ -36,6 +36,7 @@ from .train import CHECKPOINT_EVERY, Training, stream_seed
 log = logging.getLogger("rnp_pyro")
 FIGURE_IMAGES = 8  # test images in a run's end-of-training figures
 PRETRAINED = "pretrained:"  # a run reference naming a shipped model: pretrained:fashion
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # the shipped models, NAME.pt and NAME.md
 
 
 @dataclass
@@ -286,11 +287,7 @@ def open_run(reference: str | Path, device: str | torch.device = "cpu") -> Run:
     """The run a command names: a run folder, or ``pretrained:NAME`` for a model shipped
     with the package (:func:`rnp_pyro.pretrained`), in eval mode on ``device``."""
     name = _pretrained_name(reference)
-    if name is None:
-        return load_run(reference, device=device)
-    from .hub import pretrained
-
-    return pretrained(name, device=device)
+    return load_run(reference, device=device) if name is None else pretrained(name, device)
 
 
 def output_folder(reference: str | Path, out: str | Path | None = None) -> Path:
@@ -305,6 +302,28 @@ def output_folder(reference: str | Path, out: str | Path | None = None) -> Path:
 def _pretrained_name(reference: str | Path) -> str | None:
     text = str(reference)
     return text.removeprefix(PRETRAINED) if text.startswith(PRETRAINED) else None
+
+
+def names(folder: str | Path = WEIGHTS_DIR) -> list[str]:
+    """The pretrained models this installation has."""
+    return sorted(path.stem for path in Path(folder).glob("*.pt"))
+
+
+def pretrained(name: str = "fashion", device: str = "cpu", folder: str | Path = WEIGHTS_DIR) -> Run:
+    """The trained model, guide and config ``name``, in eval mode on ``device``.
+
+    ``run.metrics`` holds the run's last metrics row (test MSE and ELBO on the whole
+    test set) and ``check_mse``: the MSE per pixel of its first ``check_images`` test
+    images, which these weights reproduce to three significant figures.
+    """
+    path = Path(folder) / f"{name}.pt"
+    if not path.is_file():
+        raise ConfigError(f"no pretrained model {name!r}; this installation has "
+                          f"{', '.join(names(folder)) or 'none'}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weights = {part: _full_precision(state[part]) for part in ("model", "guide")}
+    return trained_run(RunConfig.from_dict(state["config"]), {**state, **weights}, path,
+                       distributed.resolve_device(device), metrics=state["metrics"])
 
 
 def trained_run(config: RunConfig, state: dict, path: Path, device: torch.device,
@@ -565,3 +584,8 @@ def _check_clusters(clusters: int, images: int, option: str = "--images") -> Non
 def _made(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _full_precision(weights: dict) -> dict:
+    return {key: value.float() if value.is_floating_point() else value
+            for key, value in weights.items()}

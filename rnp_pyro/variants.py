@@ -186,6 +186,70 @@ class PriorLatents:
         return sample
 
 
+class KeptGrowth:
+    """A tree grown from z^K with some draws (a guide's posterior, or the prior), each
+    step's emitted means and drawn children kept, for the model's replay of the same
+    draws: the model then scores its own sites at the kept means and draws the kept
+    programs, rather than running the programs a second time (:meth:`replayed`).
+
+    ``KeptGrowth(draws, program_levels).feed`` is the draws' feed, recording.
+    """
+
+    def __init__(self, draws, program_levels: int):
+        self.draws, self.program_levels = draws, program_levels
+        self.steps: list[tuple[str, torch.Tensor, torch.Tensor]] = []  # site, means, drawn
+        self.top: torch.Tensor | None = None  # the z^K grown from
+        self.grown: list[ProgramLevel] = []
+
+    def feed(self, depth: int) -> Callable:
+        inner, level = self.draws.feed(depth), self.program_levels - depth - 1
+
+        def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+            drawn = inner(t, means, actions)
+            self.steps.append((site_name(level, t + 1), means, drawn))
+            return drawn
+
+        return sample
+
+    def replayed(self, lead: torch.Size, scale: float) -> tuple[list[ProgramLevel], dict]:
+        """Register the model's site of each kept step, Normal(kept means, ``scale``),
+        in order. Where Pyro hands back the kept draw (a replay of the guide that grew
+        this tree), the kept tree is the model's: returns (grown, {}). Where a site gets
+        another value, returns ([], the values registered so far by site) for the
+        model to grow its tree anew with (:class:`Registered`)."""
+        registered = {}
+        for site, means, kept in self.steps:
+            value = sample_children(site, lead, means, scale)
+            registered[site] = value
+            if not _same_tensor(value, kept):
+                return [], registered
+        return self.grown, {}
+
+
+class Registered:
+    """Draws of a model whose sites up to some step are already registered, with these
+    values (``registered``, by site): those are read back, the rest drawn as ``prior``
+    draws them."""
+
+    def __init__(self, registered: dict, prior: "PriorLatents"):
+        self.registered, self.prior = registered, prior
+
+    def feed(self, depth: int) -> Callable:
+        inner, level = self.prior.feed(depth), self.prior.program_levels - depth - 1
+
+        def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+            site = site_name(level, t + 1)
+            return self.registered[site] if site in self.registered else inner(t, means, actions)
+
+        return sample
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b view the same memory alike: the one value, handed back. (Read
+    from the tensors' metadata: no wait for the device.)"""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
 def sample_children(site: str, lead: torch.Size, loc: torch.Tensor, scale) -> torch.Tensor:
     """The children one program step emitted, loc (N, 1, |z|) for N = trees x nodes, drawn
     as the sample site ``site`` of Normal(loc, scale) with event (nodes, |z|) per tree of

@@ -209,3 +209,60 @@ def test_posterior_means_are_the_guides_means_top_down(tiny_config, rnp, fashion
             torch.testing.assert_close(means[f"z0_{t + 1}"], subparts[:, :, t])
         torch.testing.assert_close(reconstruct(model, guide, x).canvas,
                                    model.decode(means[cfg.model.top_site], stochastic=False).canvas)
+
+
+def _loss_and_gradients(model, guide, x, particles, share: bool):
+    """Trace_ELBO's loss and gradients, the model's replay reusing the guide's tree
+    (``share``) or growing its own (the kept tree dropped after the guide)."""
+    def guide_here(x):
+        z = guide(x)
+        if not share:
+            model._kept = None
+        return z
+
+    parameters = [*model.parameters(), *guide.parameters()]
+    for p in parameters:
+        p.grad = None
+    pyro.set_rng_seed(1)
+    elbo = pyro.infer.Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1,
+                                 max_plate_nesting=1)
+    loss = elbo.loss_and_grads(model, guide_here, x)
+    return loss, [p.grad.clone() for p in parameters]
+
+
+@pytest.mark.parametrize("guide_kind, variant, particles", [
+    ("ladder", {}, 1), ("ladder", {}, 3), ("ladder", {"program_input": "patch"}, 1),
+    ("encoder", {}, 1)])
+def test_the_model_reusing_the_guides_tree_gives_the_same_loss_and_gradients(
+        guide_kind, variant, particles, tiny_config):
+    from rnp_pyro.run import build
+
+    torch.manual_seed(0)
+    model, guide = build(tiny_config(stochastic_levels=True, guide=guide_kind,
+                                     bf16_decoder=False, **variant))
+    x = torch.rand(4, 1, 16, 16)
+    shared, shared_grads = _loss_and_gradients(model, guide, x, particles, share=True)
+    own, own_grads = _loss_and_gradients(model, guide, x, particles, share=False)
+    assert shared == pytest.approx(own, rel=1e-6)
+    for a, b in zip(shared_grads, own_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+
+
+def test_a_model_not_replaying_the_guides_lower_levels_grows_its_own_tree(tiny_config):
+    from rnp_pyro.run import build
+
+    torch.manual_seed(0)
+    model, guide = build(tiny_config(stochastic_levels=True, guide="ladder", bf16_decoder=False))
+    x = torch.rand(3, 1, 16, 16)
+    guided = poutine.trace(guide).get_trace(x)
+    top = guided.nodes["z2"]["value"]
+    # z^K from the guide, the levels below drawn afresh from the prior
+    conditioned = poutine.trace(poutine.condition(model, data={"z2": top})).get_trace(x)
+    lower = [name for name in latent_sites(conditioned) if name != "z2"]
+    assert lower and all(not torch.equal(conditioned.nodes[name]["value"],
+                                         guided.nodes[name]["value"]) for name in lower)
+    # its canvas is the one its own draws give
+    values = {name: conditioned.nodes[name]["value"] for name in ["z2", *lower]}
+    again = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
+    torch.testing.assert_close(conditioned.nodes["_RETURN"]["value"],
+                               again.nodes["_RETURN"]["value"])

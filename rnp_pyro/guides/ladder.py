@@ -126,7 +126,7 @@ class LadderGuide(EncoderGuide):
         lead = z_top.shape[:-1]
         crops = x.expand(*lead, *tree.image_shape).reshape(-1, *tree.image_shape)
         posterior = _PosteriorLatents(self, crops, lead)
-        grown = self.model.grow(z_top.reshape(-1, tree.z_dim), posterior, drawn=False)
+        grown = self.model.grow_for_replay(z_top, posterior)
         return [level.latents.reshape(*lead, -1, tree.z_dim) for level in grown]
 
 
