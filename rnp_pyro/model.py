@@ -392,6 +392,10 @@ class RNP(PyroModule):
         kept, self._kept = self._kept, None
         grown, registered = [], {}
         if stochastic and depth == 0 and kept is not None and kept.top is z:
+            # the programs' networks are the model's to declare, as running them would:
+            # Pyro's parameter handlers (the param store, JIT tracing) see them here
+            for name in (*self.hypernetwork_names, "reads"):
+                getattr(self, name)
             grown, registered = kept.replayed(lead, config.level_scale)
         if not grown:
             draws = (Registered(registered, self.prior_latents(lead)) if stochastic

@@ -266,3 +266,17 @@ def test_a_model_not_replaying_the_guides_lower_levels_grows_its_own_tree(tiny_c
     again = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
     torch.testing.assert_close(conditioned.nodes["_RETURN"]["value"],
                                again.nodes["_RETURN"]["value"])
+
+
+def test_pyros_classic_svi_loop_still_trains_the_programs_the_guide_ran(tiny_config):
+    # the model's replay runs no program, yet it declares their networks to Pyro, so the
+    # param store (which the classic loop steps) holds them
+    from rnp_pyro.run import build
+
+    model, guide = build(tiny_config(stochastic_levels=True, guide="ladder"))
+    before = model.hyper_state[0].out.weight.detach().clone()
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), pyro.infer.Trace_ELBO())
+    svi.step(torch.rand(4, 1, 16, 16))
+    stored = list(pyro.get_param_store().values())
+    assert any(p is model.hyper_state[0].out.weight for p in stored)
+    assert not torch.equal(model.hyper_state[0].out.weight, before)
