@@ -1,7 +1,8 @@
 """A long run: the fashion preset and the conv VAE baseline trained side by side.
 
 Trains, in OUT, each of ``--models`` (``rnp``: the fashion preset, ``convvae``: the
-conv VAE of matched latent size and parameter count) on Fashion-MNIST for EPOCHS
+conv VAE of matched latent size and parameter count, ``ladder``: the fashion preset
+with stochastic levels below the top and the ladder guide) on Fashion-MNIST for EPOCHS
 epochs at the README main job's learning rate, recording test MSE and test ELBO
 after every epoch (metrics.csv). A stopped run resumes from its last checkpoint, so
 the command can be rerun, or run once per model in parallel processes, until it
@@ -35,7 +36,10 @@ from rnp_pyro.config import parse_switches  # noqa: E402
 from rnp_pyro.folder import has_checkpoint, read_metrics  # noqa: E402
 from rnp_pyro.run import evaluate_run, figures_run  # noqa: E402
 
-LABELS = {"rnp": "RNP (fashion preset)", "convvae": "conv VAE"}
+LABELS = {"rnp": "RNP (fashion preset)", "convvae": "conv VAE",
+          "ladder": "stochastic RNP, ladder guide"}
+SETTINGS = {"rnp": dict(model="rnp"), "convvae": dict(model="convvae"),
+            "ladder": dict(stochastic_levels=True, guide="ladder")}
 SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
 
 
@@ -43,7 +47,7 @@ SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--models", default="rnp,convvae", show_default=True,
-              help="which runs this process trains (comma-separated: rnp, convvae)")
+              help="which runs this process trains (comma-separated: rnp, convvae, ladder)")
 @click.option("--lr", default=1e-3, show_default=True, help="the README main job's")
 @click.option("--iwae-samples", default=100, show_default=True)
 @click.option("--iwae-images", default=1000, show_default=True,
@@ -84,7 +88,7 @@ def train(model: str, out: Path, epochs: int, lr: float, seed: int, switches: di
     if model not in LABELS:
         raise click.BadParameter(f"unknown model {model!r}; choose from {', '.join(LABELS)}")
     run_dir = out / model
-    cfg = presets.get("fashion", model=model, lr=lr, **switches)
+    cfg = presets.get("fashion", lr=lr, **SETTINGS[model], **switches)
     resume = has_checkpoint(run_dir)
     rnp_pyro.fit(cfg, run_dir, epochs=epochs, seed=seed, resume=resume, progress=False)
 
