@@ -309,8 +309,11 @@ def names(folder: str | Path = WEIGHTS_DIR) -> list[str]:
     return sorted(path.stem for path in Path(folder).glob("*.pt"))
 
 
-def pretrained(name: str = "fashion", device: str = "cpu", folder: str | Path = WEIGHTS_DIR) -> Run:
-    """The trained model, guide and config ``name``, in eval mode on ``device``.
+def pretrained(name: str = "fashion", device: str = "cpu",
+               folder: str | Path = WEIGHTS_DIR) -> Run:
+    """The model ``name`` shipped with the package (its model, guide and config), in
+    eval mode on ``device``: ``rnp_pyro.pretrained("fashion")``, or ``pretrained:NAME``
+    wherever a command takes a run folder. Its model card is ``NAME.md`` beside it.
 
     ``run.metrics`` holds the run's last metrics row (test MSE and ELBO on the whole
     test set) and ``check_mse``: the MSE per pixel of its first ``check_images`` test
