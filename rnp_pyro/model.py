@@ -504,7 +504,8 @@ class RNP(PyroModule):
 
 
 def check_latents(z: torch.Tensor, z_dim: int) -> None:
-    """Raise a clear error unless ``z`` is a (*B, z_dim) float tensor with images in it."""
+    """Raise a clear error unless ``z`` is a float tensor (*B, z_dim) of at least one
+    latent."""
     if not isinstance(z, torch.Tensor) or not z.is_floating_point():
         raise TypeError(f"latents must be a float torch.Tensor (*B, {z_dim}); got "
                         f"{type(z).__name__ if not isinstance(z, torch.Tensor) else z.dtype}")
