@@ -392,9 +392,9 @@ class RNP(PyroModule):
         kept, self._kept = self._kept, None
         grown, registered = [], {}
         if stochastic and depth == 0 and kept is not None and kept.top is z:
-            # the programs' networks are the model's to declare, as running them would:
+            # the hypernetworks are the model's to declare, as running the programs would:
             # Pyro's parameter handlers (the param store, JIT tracing) see them here
-            for name in (*self.hypernetwork_names, "reads"):
+            for name in self.hypernetwork_names:
                 getattr(self, name)
             grown, registered = kept.replayed(lead, config.level_scale)
         if not grown:
