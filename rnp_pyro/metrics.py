@@ -1,5 +1,6 @@
 """Test metrics of a model and guide: reconstruction error, ELBO and log-likelihood bound
-(:func:`evaluate`, also ``rnp_pyro.evaluate``)."""
+(:func:`evaluate`, also ``rnp_pyro.evaluate``), and what each latent level carries
+(:func:`kl_per_level`, :func:`explained_per_level`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 
 import pyro
 import torch
+from pyro import poutine
+from torch.distributions import kl_divergence
 
 from . import data, guides
 from .errors import ConfigError, check_count
@@ -100,6 +103,71 @@ def evaluate(model, guide, images: torch.Tensor, *, batch_size: int = 500,
     if per_image:
         metrics["per_image"] = {"elbo": elbos.tolist(), "log_likelihood_bound": bounds.tolist()}
     return metrics
+
+
+def kl_per_level(model, guide, images: torch.Tensor, *, batch_size: int = 500,
+                 seed: int = 0) -> dict[int, float]:
+    """The KL term of the ELBO split by latent level, in nats per image: {K: ..., ...,
+    0: ...}, top first (the top level alone for a deterministic tree).
+
+    Level k's term is E_q[KL(q(z^k_t | its parents, x) || p(z^k_t | its parents))] summed
+    over its sites (one per program step): each site's KL in closed form given the
+    parents the guide drew (one draw per image), or, for a pair of distributions without
+    one, its log-ratio at the draw. The levels add up to the ELBO's whole KL term,
+    E_q[log q(z | x) - log p(z)]. A guide that draws a level from the model's own
+    conditional prior (the encoder guide with stochastic levels) has 0 there.
+    """
+    tree = model.config
+    images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
+    level_of = {site: level for level, sites in tree.sites_by_level.items() for site in sites}
+    totals = dict.fromkeys(tree.sites_by_level, 0.0)
+    with evaluating(model, guide), own_random_stream(seed, images.device), \
+            pyro.validation_enabled(False):
+        for x, args in _batches(images, min(batch_size, len(images)), guide):
+            guide_trace = poutine.trace(guide).get_trace(x, *args)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                x, *args)
+            for site, level in level_of.items():
+                q, p = guide_trace.nodes[site], model_trace.nodes[site]
+                try:
+                    kl = kl_divergence(q["fn"], p["fn"])
+                except NotImplementedError:
+                    kl = q["fn"].log_prob(q["value"]) - p["fn"].log_prob(q["value"])
+                totals[level] += kl.sum().item()
+    return {level: total / len(images) for level, total in totals.items()}
+
+
+def explained_per_level(model, guide, images: torch.Tensor, *,
+                        batch_size: int = 500) -> dict:
+    """How much of the images each latent level explains, from the guide's means.
+
+    For each level k (top first), ``mse[k]`` is the squared error per pixel of the
+    canvas decoded with the latents of levels K..k at the guide's means and those
+    below at the model's conditional means given them (what their programs emit):
+    ``mse[K]`` is the top-level program's drawing alone, ``mse[0]`` the
+    reconstruction. ``explained[k]`` is the share of the images' energy (the black
+    canvas's error, ``black``) that level k removes: (mse[k + 1] - mse[k]) / black,
+    with mse[K + 1] = black. A deterministic tree has the top level only.
+    """
+    tree = model.config
+    images = data.unit_images(images, channels=tree.channels, image_size=tree.image_size)
+    squared = dict.fromkeys(tree.sites_by_level, 0.0)
+    with evaluating(model, guide), pyro.validation_enabled(False):
+        for x, args in _batches(images, min(batch_size, len(images)), guide):
+            means = guides.posterior_means(guide, x, *args)
+            for cut in squared:
+                given = {site: means[site] for level, sites in tree.sites_by_level.items()
+                         if level >= cut for site in sites}
+                with guides.AtMeans():
+                    canvas = guides.decode_latents(model, given).canvas
+                squared[cut] += (canvas - x).square().sum().item()
+    black = images.square().mean().item()
+    mse = {level: total / images.numel() for level, total in squared.items()}
+    above, explained = black, {}
+    for level, error in mse.items():
+        explained[level] = (above - error) / black
+        above = error
+    return {"black": black, "mse": mse, "explained": explained}
 
 
 def check_iwae_samples(iwae_samples: int) -> None:

@@ -160,6 +160,15 @@ class ModelConfig:
         return (self.top_site, *(lower if self.stochastic_levels else []))
 
     @property
+    def sites_by_level(self) -> dict[int, tuple[str, ...]]:
+        """The latent sites of each level, top first: {K: (z^K,), K - 1: (its sites, one
+        per program step), ...}; the top level alone for a deterministic tree."""
+        levels = range(self.levels - 1, -1 if self.stochastic_levels else self.levels - 2, -1)
+        return {level: tuple(name for name in self.latent_sites
+                             if name == site_name(level) or name.startswith(f"z{level}_"))
+                for level in levels}
+
+    @property
     def nats_per_squared_error(self) -> float:
         """1 / beta: the factor that turns the papers' loss (squared error + beta * KL +
         lambda * ...) into nats of the negative ELBO, whose squared-error term is

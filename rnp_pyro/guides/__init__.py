@@ -20,7 +20,7 @@ from .local import ImageDelta, ImageNormal
 from .ladder import LadderGuide
 from .refined import RefinedGuide
 
-__all__ = ["EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal", "LadderGuide",
+__all__ = ["AtMeans", "EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal", "LadderGuide",
            "RefinedGuide", "build", "decode_latents", "guide_class", "is_per_image",
            "keeps_positions", "names", "posterior_means", "reconstruct", "register"]
 
@@ -37,9 +37,10 @@ def build(config: GuideConfig, model, *, example=None, dataset_size: int | None 
                            bf16_encoder=bf16_encoder)
 
 
-class _Means(Messenger):
-    """Every latent site takes its distribution's mean instead of a sample; a
-    distribution with no mean in closed form (a normalising flow's) is sampled."""
+class AtMeans(Messenger):
+    """Every latent site not given a value takes its distribution's mean instead of a
+    sample; a distribution with no mean in closed form (a normalising flow's) is
+    sampled."""
 
     def _pyro_sample(self, msg):
         if not msg["is_observed"] and not site_is_subsample(msg):
@@ -56,7 +57,7 @@ def posterior_means(guide, x, *args) -> dict:
     Top-down guides (the ladder) thus give the tree they read in x; guides of z^K
     alone give the model's prior means for the levels below.
     """
-    with _Means():
+    with AtMeans():
         trace = poutine.trace(guide).get_trace(x, *args)
     return {name: site["value"] for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site_is_subsample(site)}
