@@ -11,9 +11,13 @@ bound on log p(x) (``--iwae-samples`` per image on the first ``--iwae-images`` t
 images) and writes OUT/long_run.json, OUT/long_run.md (the learning curves as a
 table), OUT/long_run.png (the curves) and the RNP's figures (parses, prior samples,
 clusters) in OUT/rnp/figures/; with ``--export`` it ships the RNP with the package
-(``rnp_pyro.pretrained("fashion")``, rnp_pyro/weights/fashion.pt).
+(``rnp_pyro.pretrained("fashion")``, rnp_pyro/weights/fashion.pt). A bound already in
+OUT/long_run.json at the same settings is not computed again. ``--beside RECORD`` adds
+the runs of an earlier long run's long_run.json that OUT does not hold to the table
+and the plot (their curves and bounds as recorded there).
 
     python benchmarks/long_run.py OUT [--epochs 30] [--models rnp,convvae] [--lr 1e-3] [--export]
+        [--beside benchmarks/long_run.json]
 """
 
 from __future__ import annotations
@@ -57,17 +61,21 @@ SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
                               "run may be resumed with others")
 @click.option("--export", is_flag=True,
               help="write the RNP into the package as rnp_pyro.pretrained('fashion')")
-def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, speed, export):
+@click.option("--beside", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="an earlier long_run.json whose other runs join the table and the plot")
+def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, speed, export, beside):
     for model in models.split(","):
         train(model, out, epochs, lr, seed, parse_switches(speed))
     finished = {model: read_metrics(out / model) for model in LABELS if (out / model).is_dir()}
     if any(not rows or rows[-1]["epoch"] < epochs for rows in finished.values()):
         print("some runs are not finished yet; rerun to continue them")
         return
-    bounds = {}
+    bounds = earlier_bounds(out / "long_run.json", iwae_samples, iwae_images)
     for model in finished:
-        result = evaluate_run(out / model, iwae_samples=iwae_samples, limit=iwae_images)
-        bounds[model] = result["log_likelihood_bound_nats_per_image"]
+        if model not in bounds:
+            result = evaluate_run(out / model, iwae_samples=iwae_samples, limit=iwae_images)
+            bounds[model] = result["log_likelihood_bound_nats_per_image"]
+    bounds = {model: bounds[model] for model in finished}
     record = {"date": str(datetime.date.today()),
               "machine": platform.processor() or platform.machine(),
               "torch": torch.__version__, "threads": torch.get_num_threads(), "lr": lr,
@@ -75,13 +83,32 @@ def main(out, epochs, models, lr, iwae_samples, iwae_images, seed, speed, export
               "iwae_images": iwae_images, "log_likelihood_bound": bounds,
               "per_epoch": {model: rows for model, rows in finished.items()}}
     (out / "long_run.json").write_text(json.dumps(record, indent=2) + "\n")
+    if beside:
+        earlier = json.loads(beside.read_text())
+        if (earlier["iwae_samples"], earlier["iwae_images"]) != (iwae_samples, iwae_images):
+            raise click.BadParameter(f"{beside} bounds log p(x) with other settings "
+                                     f"(K = {earlier['iwae_samples']} on "
+                                     f"{earlier['iwae_images']} images)", param_hint="--beside")
+        others = [model for model in earlier["per_epoch"] if model not in finished]
+        finished = {**{m: earlier["per_epoch"][m] for m in others}, **finished}
+        bounds = {**{m: earlier["log_likelihood_bound"][m] for m in others}, **bounds}
     (out / "long_run.md").write_text(table(finished, bounds, iwae_samples, iwae_images))
     plot(finished, out / "long_run.png")
-    if "rnp" in finished:
+    if (out / "rnp").is_dir():
         figures_run(out / "rnp", seed=seed)
         if export:
             print(f"shipped as rnp_pyro.pretrained('fashion'): {hub.export(out / 'rnp', 'fashion')}")
     print(table(finished, bounds, iwae_samples, iwae_images))
+
+
+def earlier_bounds(record: Path, iwae_samples: int, iwae_images: int) -> dict:
+    """The bounds a finished long run already wrote in ``record`` at these settings."""
+    if not record.is_file():
+        return {}
+    earlier = json.loads(record.read_text())
+    same = (earlier.get("iwae_samples"), earlier.get("iwae_images")) == (iwae_samples,
+                                                                         iwae_images)
+    return dict(earlier.get("log_likelihood_bound", {})) if same else {}
 
 
 def train(model: str, out: Path, epochs: int, lr: float, seed: int, switches: dict) -> None:
@@ -98,10 +125,12 @@ def table(runs: dict, bounds: dict, samples: int, images: int) -> str:
     head = "| epoch | " + " | ".join(f"{LABELS[n]} test MSE | {LABELS[n]} test ELBO"
                                      for n in names) + " |\n"
     rule = "|---|" + "---|---|" * len(names) + "\n"
+    by_epoch = {n: {row["epoch"]: row for row in runs[n]} for n in names}
     rows = ""
-    for i, first in enumerate(runs[names[0]]):
-        cells = [f"{runs[n][i]['test_mse']:.4f} | {runs[n][i]['test_elbo']:.1f}" for n in names]
-        rows += f"| {first['epoch']} | " + " | ".join(cells) + " |\n"
+    for epoch in sorted({epoch for rows_of in by_epoch.values() for epoch in rows_of}):
+        cells = [f"{by_epoch[n][epoch]['test_mse']:.4f} | {by_epoch[n][epoch]['test_elbo']:.1f}"
+                 if epoch in by_epoch[n] else "- | -" for n in names]
+        rows += f"| {epoch} | " + " | ".join(cells) + " |\n"
     bound = "; ".join(f"{LABELS[n]} {bounds[n]:.1f}" for n in names)
     return (head + rule + rows + f"\nlog p(x) bound, nats per image (K = {samples}, first "
             f"{images} test images): {bound}\n")
