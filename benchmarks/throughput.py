@@ -15,7 +15,7 @@ CUDA. Prints a markdown table to paste
 into benchmarks/RESULTS.md with the machine and date it prints first.
 
     python benchmarks/throughput.py [--presets fashion,fashion4] [--steps 20] [--device cpu]
-        [--flags compile_programs,bf16_autocast] [--peak-tflops 0.3] [--stochastic]
+        [--flags compile_programs,bf16_autocast] [--peak-tflops 0.3] [--stochastic [--crop-size 14]]
 """
 
 from __future__ import annotations
@@ -109,8 +109,10 @@ def measure(cfg, model, guide, modules, images, batch_size, steps, warmup=5,
 @click.option("--stochastic", is_flag=True,
               help="also time the RNP with stochastic levels, with the ladder guide and with "
                    "the encoder guide")
+@click.option("--crop-size", "crop_sizes", multiple=True, type=int,
+              help="with --stochastic, also time the ladder guide reading crops of this side")
 def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, flags,
-         peak_tflops, cuda_graphs, stochastic):
+         peak_tflops, cuda_graphs, stochastic, crop_sizes):
     torch.manual_seed(0)
     print(f"date: {datetime.date.today()}  machine: {platform.machine()} "
           f"{platform.processor() or ''} {torch.get_num_threads()} threads  device: {device}"
@@ -150,13 +152,15 @@ def main(names, steps, batch_size, device, skip_depth_first, decoder_variants, f
         for flag in filter(None, flags.split(",")):
             runs[f"RNP, {flag}"] = variant(**{flag: True})
         if stochastic:
-            for kind in ("ladder", "encoder"):
-                config = cfg.replace(stochastic_levels=True, guide=kind)
+            for kind, crop in (("ladder", None), *(("ladder", c) for c in crop_sizes),
+                               ("encoder", None)):
+                config = cfg.replace(stochastic_levels=True, guide=kind, crop_size=crop)
                 other, other_guide = built(config)
                 other.load_state_dict(rnp.state_dict())
                 other_guide.load_state_dict(guide.state_dict(), strict=False)  # + its own nets
-                runs[f"RNP, stochastic levels, {kind} guide"] = (config, other, other,
-                                                                 other_guide, n_params)
+                label = f"RNP, stochastic levels, {kind} guide" + (f", {crop}-px crops"
+                                                                   if crop else "")
+                runs[label] = (config, other, other, other_guide, n_params)
         if not skip_depth_first:
             runs["depth-first reference"] = (cfg, depth_first_model(rnp), rnp, guide, n_params)
         if name == names.split(",")[0]:

@@ -85,10 +85,12 @@ def place(child_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float,
 
 
 def crop(parent_canvas: torch.Tensor, action: torch.Tensor, scale_offset: float,
-         rotation_range: float) -> torch.Tensor:
-    """The region of a parent canvas that ``action`` places a child in, zoomed to full size.
+         rotation_range: float, size: int | None = None) -> torch.Tensor:
+    """The region of a parent canvas that ``action`` places a child in, zoomed to the
+    parent's size (or ``size`` pixels square).
 
     The inverse of :func:`place` (up to resampling and what falls outside the frame):
     the target of the papers' part-level loss.
     """
-    return warp(parent_canvas, invert(affine_matrices(action, scale_offset, rotation_range)))
+    return warp(parent_canvas, invert(affine_matrices(action, scale_offset, rotation_range)),
+                size)

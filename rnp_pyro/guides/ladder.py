@@ -15,8 +15,9 @@ come from running the *model's own* programs, step by step, on the latents the g
 has sampled (the model's own traversal, ``RNP.grow``: each sampled child is what its
 program's next step reads), and ``crop`` is the region of x
 under the node: the root's crop is x, a child's is its parent's crop cropped under
-the child's action (:func:`rnp_pyro.spatial.crop`). One small network encodes the
-crops of every level (bottom-up evidence). The head's output layer starts at zero,
+the child's action (:func:`rnp_pyro.spatial.crop`), ``crop_size`` pixels square (the
+guide config's; the image's size by default). One small network encodes the crops
+of every level (bottom-up evidence). The head's output layer starts at zero,
 with the scale's bias set so that ``scale == level_scale``: at initialisation the
 guide's lower levels are exactly the model's conditional prior.
 
@@ -111,6 +112,7 @@ class LadderGuide(EncoderGuide):
                               "(stochastic_levels=False), whose only latent is z^K: use "
                               "EncoderGuide, or set stochastic_levels=True")
         super().__init__(model, config, bf16_encoder=bf16_encoder)
+        self.crop_size = self.config.crop_size or tree.image_size
         self.crop_encoder = CropEncoder(tree.channels, crop_width, features)
         self.posterior = LevelPosterior(features, tree.z_dim, tree.level_scale, hidden)
 
@@ -142,14 +144,14 @@ class _PosteriorLatents:
     def feed(self, depth: int):
         tree = self.guide.model.config
         parent_crops = self.crops[depth]
-        if isinstance(parent_crops, list):  # one (nodes, C, H, W) per step of the level above
-            parent_crops = torch.stack(parent_crops, 1).reshape(-1, *tree.image_shape)
+        if isinstance(parent_crops, list):  # one (nodes, C, h, w) per step of the level above
+            parent_crops = torch.stack(parent_crops, 1).flatten(0, 1)
         child_crops = self.crops[depth + 1] = []
         level = len(tree.taus) - depth - 1
 
         def sample(t, means, actions):
             crop = spatial.crop(parent_crops, actions[:, 0], tree.scale_offset,
-                                tree.rotation_range)  # (N * n, C, H, W)
+                                tree.rotation_range, self.guide.crop_size)  # (N * n, C, h, w)
             child_crops.append(crop)
             delta, scale = self.guide.posterior(self.guide.crop_encoder(crop), means[:, 0])
             return sample_children(site_name(level, t + 1), self.lead,

@@ -114,6 +114,10 @@ class GuideConfig:
     encoder_dense: tuple[int, ...] = (64, 64, 64)
     refine_steps: int = 20  # "refined" guide: Adam steps on each image's own ELBO ...
     refine_lr: float = 0.05  # ... with this step size, over (loc, log scale) of q(z^K | x)
+    # "ladder" guide: side in pixels of the crops of x its crop encoder reads under each
+    # node (None: the image's). A part covers 1/scale of its parent's frame, so a crop
+    # smaller than the image samples x about as finely as the image holds it, for less.
+    crop_size: int | None = None
 
     def __post_init__(self):
         check_fields(self)
@@ -124,6 +128,9 @@ class GuideConfig:
         if self.encoder_channels < 1 or min(self.encoder_dense, default=1) < 1:
             raise ConfigError(f"encoder_channels and the encoder_dense widths must be at least "
                               f"1; got {self.encoder_channels}, {self.encoder_dense}")
+        if self.crop_size is not None and self.crop_size < 4:
+            raise ConfigError(f"crop_size must be at least 4 pixels (or None for the image's "
+                              f"size), got {self.crop_size}")
         if self.refine_steps < 0 or self.refine_lr <= 0:
             raise ConfigError(f"refine_steps must be 0 or more and refine_lr positive; got "
                               f"{self.refine_steps}, {self.refine_lr}")
