@@ -99,8 +99,9 @@ def test_guide_starts_at_the_models_conditional_prior(tiny_config, rnp, fashion_
     assert model.decode(guide.encode(x)[0]).canvas.shape == x.shape
 
 
-def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config, rnp, fashion_config):
-    cfg = fashion_config(stochastic_levels=True).replace(taus=(3, 2))
+@pytest.mark.parametrize("crop_size", [None, 14])
+def test_each_node_sees_its_parents_crop_cropped_under_its_action(crop_size, rnp, fashion_config):
+    cfg = fashion_config(stochastic_levels=True, crop_size=crop_size).replace(taus=(3, 2))
     model = rnp(cfg)
     guide = LadderGuide(model, cfg.guide)
     seen = []
@@ -111,12 +112,14 @@ def test_each_node_sees_its_parents_crop_cropped_under_its_action(tiny_config, r
     z_top = trace.nodes[cfg.model.top_site]["value"]
     levels = poutine.condition(model.grow, lower)(z_top, model.prior_latents(z_top.shape[:-1]),
                                                   drawn=False)
-    image, tree = (1, 28, 28), cfg.model
-    parts = spatial.crop(x.unsqueeze(1).expand(2, 3, *image), levels[0].actions,
-                         tree.scale_offset, tree.rotation_range)
+    tree, side = cfg.model, crop_size or 28
+    image = (1, side, side)
+    parts = spatial.crop(x.unsqueeze(1).expand(2, 3, 1, 28, 28), levels[0].actions,
+                         tree.scale_offset, tree.rotation_range, crop_size)
     subparts = spatial.crop(parts.unsqueeze(2).expand(2, 3, 2, *image),
                             levels[1].actions.reshape(2, 3, 2, 6), tree.scale_offset,
-                            tree.rotation_range)
+                            tree.rotation_range, crop_size)
+    assert parts.shape[-3:] == subparts.shape[-3:] == image
     assert len(seen) == 3 + 2  # one batch of crops per program step
     torch.testing.assert_close(torch.stack(seen[:3], 1), parts)
     torch.testing.assert_close(torch.stack(seen[3:], 1).reshape(2, 3, 2, *image), subparts)
@@ -177,6 +180,11 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fa
     assert all(torch.equal(p, q) for p, q in
                zip([*model.parameters(), *guide.encoder.parameters()], frozen))
     assert after < before - 5, (before, after)
+
+
+def test_crops_smaller_than_four_pixels_are_refused(fashion_config):
+    with pytest.raises(ConfigError, match="crop_size must be at least 4"):
+        fashion_config(stochastic_levels=True, crop_size=2)
 
 
 def test_a_deterministic_tree_is_refused(tiny_config, rnp, fashion_config):

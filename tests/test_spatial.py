@@ -45,6 +45,19 @@ def test_crop_recovers_what_place_put_down():
     torch.testing.assert_close(recovered.sum((-1, -2)), child.sum((-1, -2)), rtol=0.1, atol=0)
 
 
+def test_a_smaller_crop_samples_the_same_region_more_coarsely():
+    # bilinear sampling is exact on a linear ramp: the 12-px crop is the 28-px crop's
+    # values at its own grid points
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 28), torch.linspace(-1, 1, 28), indexing="ij")
+    ramp = (0.5 + 0.2 * xs - 0.1 * ys).expand(3, 1, 28, 28)
+    action = torch.rand(3, 6) * 0.4 - 0.2  # zoomed in (offset 1.6), so inside the frame
+    full = spatial.crop(ramp, action, 1.6, math.pi)
+    small = spatial.crop(ramp, action, 1.6, math.pi, size=12)
+    assert small.shape == (3, 1, 12, 12)
+    resampled = torch.nn.functional.interpolate(full, size=12, mode="bilinear", align_corners=True)
+    torch.testing.assert_close(small, resampled, rtol=0, atol=1e-5)
+
+
 def test_placing_under_the_identity_map_is_bilinear_resizing():
     patch = torch.rand(2, 3, 5, 5)
     identity = torch.zeros(2, 6)  # scale a + 1 + offset = 1 with offset 0, no rotation or shift
