@@ -43,7 +43,7 @@ from rnp_pyro.run import evaluate_run, figures_run  # noqa: E402
 LABELS = {"rnp": "RNP (fashion preset)", "convvae": "conv VAE",
           "ladder": "stochastic RNP, ladder guide"}
 SETTINGS = {"rnp": dict(model="rnp"), "convvae": dict(model="convvae"),
-            "ladder": dict(stochastic_levels=True, guide="ladder")}
+            "ladder": dict(stochastic_levels=True, guide="ladder", crop_size=14)}
 SHOWN_EPOCHS = (1, 10, 30)  # rows the README quotes
 
 

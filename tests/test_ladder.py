@@ -99,7 +99,7 @@ def test_guide_starts_at_the_models_conditional_prior(tiny_config, rnp, fashion_
     assert model.decode(guide.encode(x)[0]).canvas.shape == x.shape
 
 
-@pytest.mark.parametrize("crop_size", [None, 14])
+@pytest.mark.parametrize("crop_size", [None, 28, 10])
 def test_each_node_sees_its_parents_crop_cropped_under_its_action(crop_size, rnp, fashion_config):
     cfg = fashion_config(stochastic_levels=True, crop_size=crop_size).replace(taus=(3, 2))
     model = rnp(cfg)
@@ -112,13 +112,13 @@ def test_each_node_sees_its_parents_crop_cropped_under_its_action(crop_size, rnp
     z_top = trace.nodes[cfg.model.top_site]["value"]
     levels = poutine.condition(model.grow, lower)(z_top, model.prior_latents(z_top.shape[:-1]),
                                                   drawn=False)
-    tree, side = cfg.model, crop_size or 28
+    tree, side = cfg.model, crop_size or 14  # by default half the image's side
     image = (1, side, side)
     parts = spatial.crop(x.unsqueeze(1).expand(2, 3, 1, 28, 28), levels[0].actions,
-                         tree.scale_offset, tree.rotation_range, crop_size)
+                         tree.scale_offset, tree.rotation_range, side)
     subparts = spatial.crop(parts.unsqueeze(2).expand(2, 3, 2, *image),
                             levels[1].actions.reshape(2, 3, 2, 6), tree.scale_offset,
-                            tree.rotation_range, crop_size)
+                            tree.rotation_range, side)
     assert parts.shape[-3:] == subparts.shape[-3:] == image
     assert len(seen) == 3 + 2  # one batch of crops per program step
     torch.testing.assert_close(torch.stack(seen[:3], 1), parts)
@@ -180,6 +180,19 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fa
     assert all(torch.equal(p, q) for p, q in
                zip([*model.parameters(), *guide.encoder.parameters()], frozen))
     assert after < before - 5, (before, after)
+
+
+def test_a_ladder_run_saved_before_crop_size_keeps_its_full_size_crops(fashion_config, rnp):
+    from rnp_pyro.config import RunConfig
+
+    saved = fashion_config(stochastic_levels=True, guide="ladder").to_dict()
+    del saved["guide"]["crop_size"]  # as config.json was written before the setting
+    loaded = RunConfig.from_dict(saved)
+    assert loaded.guide.crop_size == 28
+    assert LadderGuide(rnp(loaded), loaded.guide).crop_size == 28
+    assert RunConfig.from_dict(fashion_config(stochastic_levels=True, guide="ladder").to_dict()).guide.crop_size \
+        is None  # saved now: the default, half the image's side
+    assert LadderGuide(rnp(loaded), fashion_config(stochastic_levels=True).guide).crop_size == 14
 
 
 def test_crops_smaller_than_four_pixels_are_refused(fashion_config):

@@ -16,8 +16,8 @@ has sampled (the model's own traversal, ``RNP.grow``: each sampled child is what
 program's next step reads), and ``crop`` is the region of x
 under the node: the root's crop is x, a child's is its parent's crop cropped under
 the child's action (:func:`rnp_pyro.spatial.crop`), ``crop_size`` pixels square (the
-guide config's; the image's size by default). One small network encodes the crops
-of every level (bottom-up evidence). The head's output layer starts at zero,
+guide config's; half the image's side by default). One small network encodes the
+crops of every level (bottom-up evidence). The head's output layer starts at zero,
 with the scale's bias set so that ``scale == level_scale``: at initialisation the
 guide's lower levels are exactly the model's conditional prior.
 
@@ -112,7 +112,7 @@ class LadderGuide(EncoderGuide):
                               "(stochastic_levels=False), whose only latent is z^K: use "
                               "EncoderGuide, or set stochastic_levels=True")
         super().__init__(model, config, bf16_encoder=bf16_encoder)
-        self.crop_size = self.config.crop_size or tree.image_size
+        self.crop_size = self.config.crop_size or max(4, tree.image_size // 2)
         self.crop_encoder = CropEncoder(tree.channels, crop_width, features)
         self.posterior = LevelPosterior(features, tree.z_dim, tree.level_scale, hidden)
 
