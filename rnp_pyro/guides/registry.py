@@ -116,8 +116,8 @@ class GuideConfig:
     refine_lr: float = 0.05  # ... with this step size, over (loc, log scale) of q(z^K | x)
     # "ladder" guide: side in pixels of the crops of x its crop encoder reads under each
     # node (None: half the image's). A part covers 1/scale of its parent's frame
-    # (scale >= 1 + scale_offset), so a crop of half the image's side still samples x
-    # about as finely as the image holds it, for a quarter of the work of a full one
+    # (scale >= scale_offset), so a crop of half the image's side still samples x about
+    # as finely as the image holds the part, for a quarter of the work of a full one
     crop_size: int | None = None
 
     def __post_init__(self):
