@@ -36,8 +36,9 @@ def _full_size(run):
 @pytest.mark.skipif(
     not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
     reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
-def test_the_shipped_fashion_model_reproduces_the_long_runs_test_mse():
-    run = rnp_pyro.pretrained("fashion")
+@pytest.mark.parametrize("name", hub.names())
+def test_each_shipped_fashion_model_reproduces_its_long_runs_test_mse(name):
+    run = rnp_pyro.pretrained(name)
     assert (run.config.data.dataset, run.config.model.taus, run.epoch) == ("fashion", (4, 4), 30)
     images = first_test_images(run.config, limit=run.metrics["check_images"])
     mse = evaluate(run.model, run.guide, images)["mse_per_pixel"]
