@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .metrics import evaluate
-from .run import WEIGHTS_DIR, load_run, names, pretrained, test_images
+from .run import WEIGHTS_DIR, half_precision, load_run, names, pretrained, test_images
 
 __all__ = ["pretrained", "names", "export"]
 
@@ -34,8 +34,8 @@ def export(run_dir: str | Path, name: str, data_dir: str | Path | None = None,
     images = test_images(run.config, limit=CHECK_IMAGES, data_dir=data_dir)  # the run's device
     expected = evaluate(run.model, run.guide, images)["mse_per_pixel"]
     state = {"config": run.config.to_dict(), "epoch": run.epoch, "step": run.step,
-             "model": _half_precision(run.model.state_dict()),
-             "guide": _half_precision(run.guide.state_dict()),
+             "model": half_precision(run.model.state_dict()),
+             "guide": half_precision(run.guide.state_dict()),
              "metrics": {**run.metrics, "check_mse": expected, "check_images": len(images)}}
     path = Path(folder) / f"{name}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,3 @@ def export(run_dir: str | Path, name: str, data_dir: str | Path | None = None,
                          f"to {got:.4g}; not exported")
     return path
 
-
-def _half_precision(weights: dict) -> dict:
-    return {key: value.half() if value.is_floating_point() else value
-            for key, value in weights.items()}

@@ -324,7 +324,7 @@ def pretrained(name: str = "fashion", device: str = "cpu",
         raise ConfigError(f"no pretrained model {name!r}; this installation has "
                           f"{', '.join(names(folder)) or 'none'}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = {part: _full_precision(state[part]) for part in ("model", "guide")}
+    weights = {part: full_precision(state[part]) for part in ("model", "guide")}
     return trained_run(RunConfig.from_dict(state["config"]), {**state, **weights}, path,
                        distributed.resolve_device(device), metrics=state["metrics"])
 
@@ -557,8 +557,9 @@ def reconstruct_run(run_dir: str | Path, images: str | Path, *, clusters: int = 
     guide, _ = guide_for(run, x, fit_steps=fit_steps)
     out = output_folder(run_dir, out) / folder.RECONSTRUCTIONS_DIR
     log.info(f"parsing {len(x)} images of {images} and drawing the figures into {out}")
-    paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed)
-    return [*paths, write_tree(viz.parse_trees(run.model, guide, x), out / "reconstructions.npz")]
+    tree = viz.parse_trees(run.model, guide, x)
+    paths = viz.paper_figures(run.model, guide, x, out, clusters=clusters, seed=seed, tree=tree)
+    return [*paths, write_tree(tree, out / "reconstructions.npz")]
 
 
 def write_tree(tree, path: str | Path) -> Path:
@@ -589,6 +590,14 @@ def _made(path: Path) -> Path:
     return path
 
 
-def _full_precision(weights: dict) -> dict:
+def half_precision(weights: dict) -> dict:
+    """A state dict's floating-point tensors in half precision, as shipped models store
+    them (:func:`rnp_pyro.hub.export`); :func:`full_precision` loads them back."""
+    return {key: value.half() if value.is_floating_point() else value
+            for key, value in weights.items()}
+
+
+def full_precision(weights: dict) -> dict:
+    """A state dict's floating-point tensors in single precision."""
     return {key: value.float() if value.is_floating_point() else value
             for key, value in weights.items()}

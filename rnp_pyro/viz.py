@@ -318,7 +318,7 @@ def columns_figure(columns: dict[str, torch.Tensor], path: str | Path, zoom: int
 
 
 def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: int = 10,
-                  seed: int = 0) -> list[Path]:
+                  seed: int = 0, tree: Tree | None = None) -> list[Path]:
     """The papers' figures of a model and guide on images x, as PNGs in ``out``; the
     same ``seed`` gives the same figures.
 
@@ -334,11 +334,12 @@ def paper_figures(model, guide, x: torch.Tensor, out: str | Path, *, clusters: i
     hypernetworks, which read both levels' programs) and composition.png (two images'
     top-level latents averaged, and their parts combined, Fig. 2E). A model without
     parts (the conv VAE) gets the figures that need none. The guide must be amortized,
-    or fitted to x as its dataset.
+    or fitted to x as its dataset. ``tree``: the parse of x at the guide's means
+    (:func:`parse_trees`), when the caller has it already.
     """
     out, device, z_dim = Path(out), x.device, model.config.z_dim
     with own_random_stream(seed, device):
-        tree = parse_trees(model, guide, x)
+        tree = parse_trees(model, guide, x) if tree is None else tree
         with evaluating(model):
             sampled = model.decode(torch.randn(16, z_dim, device=device))
     paths = [parse_figure(tree, x, out / "parses.png"),
