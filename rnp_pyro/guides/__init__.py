@@ -20,9 +20,10 @@ from .local import ImageDelta, ImageNormal
 from .ladder import LadderGuide
 from .refined import RefinedGuide
 
-__all__ = ["AtMeans", "EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal", "LadderGuide",
-           "RefinedGuide", "build", "decode_latents", "guide_class", "is_per_image",
-           "keeps_positions", "names", "posterior_means", "reconstruct", "register"]
+__all__ = ["AtMeans", "EncoderGuide", "Guide", "GuideConfig", "ImageDelta", "ImageNormal",
+           "LadderGuide", "RefinedGuide", "build", "decode_latents", "guide_class",
+           "is_per_image", "keeps_positions", "names", "posterior_means", "reconstruct",
+           "register"]
 
 
 def build(config: GuideConfig, model, *, example=None, dataset_size: int | None = None,

@@ -130,8 +130,8 @@ class GuideConfig:
             raise ConfigError(f"encoder_channels and the encoder_dense widths must be at least "
                               f"1; got {self.encoder_channels}, {self.encoder_dense}")
         if self.crop_size is not None and self.crop_size < 4:
-            raise ConfigError(f"crop_size must be at least 4 pixels (or None for the image's "
-                              f"size), got {self.crop_size}")
+            raise ConfigError(f"crop_size must be at least 4 pixels (or None for half the "
+                              f"image's side), got {self.crop_size}")
         if self.refine_steps < 0 or self.refine_lr <= 0:
             raise ConfigError(f"refine_steps must be 0 or more and refine_lr positive; got "
                               f"{self.refine_steps}, {self.refine_lr}")
