@@ -246,8 +246,10 @@ def fit(dataset, preset, model, guide, objective, settings, config_file, epochs,
 @click.option("--iwae-samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="K: adds the importance-weighted bound on log p(x) per image from K samples")
 @click.option("--limit", type=click.IntRange(min=1), help="only the first N test images")
+@click.option("--levels", is_flag=True,
+              help="add each latent level's KL and the share of the images it explains")
 @_friendly_errors
-def evaluate(run_dir, data_dir, device, out, guide, iwae_samples, fit_steps, limit):
+def evaluate(run_dir, data_dir, device, out, guide, iwae_samples, fit_steps, limit, levels):
     """Test metrics of a trained run; also written to OUT/evaluation.json (and each
     image's ELBO and bound to OUT/evaluation_per_image.csv).
 
@@ -256,8 +258,8 @@ def evaluate(run_dir, data_dir, device, out, guide, iwae_samples, fit_steps, lim
     from .run import FIT_STEPS, evaluate_run, output_folder
 
     metrics = evaluate_run(run_dir, guide=guide, iwae_samples=iwae_samples,
-                           fit_steps=fit_steps or FIT_STEPS,
-                           limit=limit, data_dir=data_dir, device=device, out=out)
+                           fit_steps=fit_steps or FIT_STEPS, limit=limit, levels=levels,
+                           data_dir=data_dir, device=device, out=out)
     _print_metrics(metrics)
     click.echo(f"wrote {output_folder(run_dir, out) / EVALUATION_FILE}")
 

@@ -28,7 +28,7 @@ from .baselines import ConvVAE
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, check_count
 from .infer.fitting import FIT_STEPS, guide_args, guide_for_images
-from .metrics import check_iwae_samples, evaluate
+from .metrics import check_iwae_samples, evaluate, explained_per_level, kl_per_level
 from .model import RNP, subtree_weights
 from .modes import evaluating, own_random_stream
 from .train import CHECKPOINT_EVERY, Training, stream_seed
@@ -421,7 +421,7 @@ def save_figures(run_dir: str | Path, model, guide, images: torch.Tensor,
 
 
 def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples: int = 1,
-                 fit_steps: int = FIT_STEPS, limit: int | None = None,
+                 fit_steps: int = FIT_STEPS, limit: int | None = None, levels: bool = False,
                  data_dir: str | Path | None = None, device: str = "auto",
                  out: str | Path | None = None) -> dict:
     """Evaluate a run (a folder or ``pretrained:NAME``) on its test set; also written to
@@ -431,6 +431,9 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
     ``guide`` (default: the run's own) may name another guide (see :func:`guide_for`):
     per-image guides are fitted to the test images first, ``fit_steps`` steps with
     the model frozen. ``limit`` keeps the first images of the test set only.
+    ``levels`` adds, for each latent level k, ``kl_z{k}`` (nats per image,
+    :func:`rnp_pyro.metrics.kl_per_level`), ``mse_down_to_z{k}`` and
+    ``explained_by_z{k}`` (:func:`rnp_pyro.metrics.explained_per_level`).
     """
     check_iwae_samples(iwae_samples)
     run, images, chosen, fitted = run_on_test_images(
@@ -444,6 +447,13 @@ def evaluate_run(run_dir: str | Path, *, guide: str | None = None, iwae_samples:
                **fitted,
                **evaluate(run.model, chosen, images, iwae_samples=iwae_samples, per_image=True)}
     per_image = metrics.pop("per_image")
+    if levels:
+        kl = kl_per_level(run.model, chosen, images)
+        shares = explained_per_level(run.model, chosen, images)
+        for level in kl:
+            metrics[f"kl_z{level}"] = kl[level]
+            metrics[f"mse_down_to_z{level}"] = shares["mse"][level]
+            metrics[f"explained_by_z{level}"] = shares["explained"][level]
     with open(out / folder.PER_IMAGE_FILE, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["image", "elbo", "log_likelihood_bound"])

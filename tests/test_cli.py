@@ -116,6 +116,31 @@ def test_evaluate_with_another_guide_adds_the_log_likelihood_bound(few_images, t
     assert sum(bounds) / 16 == pytest.approx(metrics["log_likelihood_bound_nats_per_image"])
 
 
+def test_evaluate_levels_gives_each_levels_kl_and_share(few_images, tmp_path):
+    from rnp_pyro.metrics import explained_per_level, kl_per_level
+    from rnp_pyro.run import load_run, test_images
+
+    out = tmp_path / "run"
+    assert invoke("fit", "--dataset", "strokes", "--max-steps", 3, "--out", out, "--device", "cpu",
+                  "--set", "stochastic_levels=true", "--guide", "ladder",
+                  "--no-progress").exit_code == 0
+    evaluated = invoke("evaluate", out, "--device", "cpu", "--levels", "--limit", 16)
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    run = load_run(out)
+    images = test_images(run.config, limit=16)
+    kl = kl_per_level(run.model, run.guide, images)
+    shares = explained_per_level(run.model, run.guide, images)
+    assert list(kl) == [2, 1, 0]
+    for level in kl:
+        assert metrics[f"kl_z{level}"] == pytest.approx(kl[level], rel=1e-5)
+        assert metrics[f"mse_down_to_z{level}"] == pytest.approx(shares["mse"][level], rel=1e-5)
+        assert metrics[f"explained_by_z{level}"] == pytest.approx(shares["explained"][level],
+                                                                  rel=1e-4, abs=1e-7)
+    assert metrics["mse_down_to_z0"] == pytest.approx(metrics["mse_per_pixel"], rel=1e-5)
+    assert "kl_z0:" in evaluated.output
+
+
 @pytest.mark.parametrize("model", ["rnp", "convvae"])
 def test_fit_with_fixed_primitives_and_evaluate_the_run(few_images, tmp_path, model):
     out = tmp_path / "run"
