@@ -185,14 +185,15 @@ def test_training_only_the_level_posteriors_lowers_the_loss(tiny_config, rnp, fa
 def test_a_ladder_run_saved_before_crop_size_keeps_its_full_size_crops(fashion_config, rnp):
     from rnp_pyro.config import RunConfig
 
-    saved = fashion_config(stochastic_levels=True, guide="ladder").to_dict()
+    config = fashion_config(stochastic_levels=True, guide="ladder")
+    saved = config.to_dict()
     del saved["guide"]["crop_size"]  # as config.json was written before the setting
     loaded = RunConfig.from_dict(saved)
     assert loaded.guide.crop_size == 28
     assert LadderGuide(rnp(loaded), loaded.guide).crop_size == 28
-    assert RunConfig.from_dict(fashion_config(stochastic_levels=True, guide="ladder").to_dict()).guide.crop_size \
-        is None  # saved now: the default, half the image's side
-    assert LadderGuide(rnp(loaded), fashion_config(stochastic_levels=True).guide).crop_size == 14
+    # saved now: the default, half the image's side
+    assert RunConfig.from_dict(config.to_dict()).guide.crop_size is None
+    assert LadderGuide(rnp(config), config.guide).crop_size == 14
 
 
 def test_crops_smaller_than_four_pixels_are_refused(fashion_config):
