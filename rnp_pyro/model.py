@@ -155,18 +155,18 @@ class ModelConfig:
     def latent_sites(self) -> tuple[str, ...]:
         """Names of the latent sample sites, top first: z^K, then, when
         ``stochastic_levels`` is on, each lower level's, one site per program step."""
-        lower = [site_name(self.levels - 2 - depth, step)
-                 for depth, tau in enumerate(self.taus) for step in range(1, tau + 1)]
-        return (self.top_site, *(lower if self.stochastic_levels else []))
+        return tuple(site for sites in self.sites_by_level.values() for site in sites)
 
     @property
     def sites_by_level(self) -> dict[int, tuple[str, ...]]:
         """The latent sites of each level, top first: {K: (z^K,), K - 1: (its sites, one
-        per program step), ...}; the top level alone for a deterministic tree."""
-        levels = range(self.levels - 1, -1 if self.stochastic_levels else self.levels - 2, -1)
-        return {level: tuple(name for name in self.latent_sites
-                             if name == site_name(level) or name.startswith(f"z{level}_"))
-                for level in levels}
+        per step of the programs above it), ...}; the top level alone for a
+        deterministic tree."""
+        top = self.levels - 1
+        lower = {top - 1 - depth: tuple(site_name(top - 1 - depth, step)
+                                        for step in range(1, tau + 1))
+                 for depth, tau in enumerate(self.taus)}
+        return {top: (self.top_site,), **(lower if self.stochastic_levels else {})}
 
     @property
     def nats_per_squared_error(self) -> float:
