@@ -40,6 +40,13 @@ def site_name(level: int, step: int | None = None) -> str:
     return f"z{level}" if step is None else f"z{level}_{step}"
 
 
+def emitted_site(program_levels: int, depth: int, t: int) -> str:
+    """Name of the site of the children that the programs at tree depth ``depth`` (0: the
+    root) emit at their step ``t`` (from 0), in a tree of ``program_levels`` program
+    levels: ``site_name(program_levels - depth - 1, t + 1)``."""
+    return site_name(program_levels - depth - 1, t + 1)
+
+
 class ProgramLevel(NamedTuple):
     """One program level of a tree grown top-down (:meth:`rnp_pyro.model.RNP.grow`): the
     programs of its N nodes and the children they emitted; with
@@ -178,10 +185,10 @@ class PriorLatents:
 
     def feed(self, depth: int) -> Callable:
         """The sampler of the children that program depth ``depth`` emits."""
-        level = self.program_levels - depth - 1
 
         def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-            return sample_children(site_name(level, t + 1), self.lead, means, self.scale)
+            return sample_children(emitted_site(self.program_levels, depth, t), self.lead,
+                                   means, self.scale)
 
         return sample
 
@@ -202,11 +209,11 @@ class KeptGrowth:
         self.grown: list[ProgramLevel] = []
 
     def feed(self, depth: int) -> Callable:
-        inner, level = self.draws.feed(depth), self.program_levels - depth - 1
+        inner = self.draws.feed(depth)
 
         def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
             drawn = inner(t, means, actions)
-            self.steps.append((site_name(level, t + 1), means, drawn))
+            self.steps.append((emitted_site(self.program_levels, depth, t), means, drawn))
             return drawn
 
         return sample
@@ -235,10 +242,10 @@ class Registered:
         self.registered, self.prior = registered, prior
 
     def feed(self, depth: int) -> Callable:
-        inner, level = self.prior.feed(depth), self.prior.program_levels - depth - 1
+        inner = self.prior.feed(depth)
 
         def sample(t: int, means: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-            site = site_name(level, t + 1)
+            site = emitted_site(self.prior.program_levels, depth, t)
             return self.registered[site] if site in self.registered else inner(t, means, actions)
 
         return sample

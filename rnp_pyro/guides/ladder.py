@@ -38,7 +38,7 @@ from torch import nn
 from .. import spatial
 from ..encoder import SCALE_FLOOR
 from ..errors import ConfigError
-from ..variants import sample_children, site_name
+from ..variants import emitted_site, sample_children
 from .encoder import EncoderGuide
 from .registry import GuideConfig, register
 
@@ -147,14 +147,13 @@ class _PosteriorLatents:
         if isinstance(parent_crops, list):  # one (nodes, C, h, w) per step of the level above
             parent_crops = torch.stack(parent_crops, 1).flatten(0, 1)
         child_crops = self.crops[depth + 1] = []
-        level = len(tree.taus) - depth - 1
 
         def sample(t, means, actions):
             crop = spatial.crop(parent_crops, actions[:, 0], tree.scale_offset,
                                 tree.rotation_range, self.guide.crop_size)  # (N * n, C, h, w)
             child_crops.append(crop)
             delta, scale = self.guide.posterior(self.guide.crop_encoder(crop), means[:, 0])
-            return sample_children(site_name(level, t + 1), self.lead,
+            return sample_children(emitted_site(len(tree.taus), depth, t), self.lead,
                                    means + delta.unsqueeze(1), scale)
 
         return sample
