@@ -279,8 +279,7 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a config is a JSON object, got {type(data).__name__}")
         if not isinstance(data.get("model", {}), dict):  # flat: the model's kind was a string
-            if data.get("guide") == "ladder" and "crop_size" not in data:
-                data = {**data, "crop_size": data.get("image_size", ModelConfig().image_size)}
+            data = _with_crop_size(data, data.get("guide"), data.get("image_size"))
             return cls().replace(**_in_papers_units(data))
         unknown = sorted(set(data) - set(_PARTS) - {"notes"})
         if unknown:
@@ -292,7 +291,8 @@ class RunConfig:
             if name == "model":
                 given = _in_papers_units(given)
             if name == "guide":
-                given = _with_crop_size(given, data.get("model", {}))
+                given = _with_crop_size(given, given.get("kind"),
+                                        data.get("model", {}).get("image_size"))
             known = {f.name for f in dataclasses.fields(part)}
             extra = sorted(set(given) - known)
             if extra:
@@ -312,12 +312,12 @@ class RunConfig:
         return cls.from_dict(data)
 
 
-def _with_crop_size(guide: dict, model: dict) -> dict:
-    """Guide settings saved before the ladder guide's ``crop_size`` existed: its crops
-    were then the image's size."""
-    if guide.get("kind") != "ladder" or "crop_size" in guide:
-        return guide
-    return {**guide, "crop_size": model.get("image_size", ModelConfig().image_size)}
+def _with_crop_size(settings: dict, guide: str | None, image_size: int | None) -> dict:
+    """Settings saved before the ladder guide's ``crop_size`` existed (the guide's part,
+    or a flat config): a ladder guide's crops were then the image's size."""
+    if guide != "ladder" or "crop_size" in settings:
+        return settings
+    return {**settings, "crop_size": image_size or ModelConfig().image_size}
 
 
 def _in_papers_units(settings: dict) -> dict:
